@@ -1,0 +1,31 @@
+"""``strangler-bridge api`` and ``strangler-bridge worker``."""
+
+from __future__ import annotations
+
+import click
+
+from strangler_bridge.settings import Settings
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--log-level", default="info", show_default=True)
+def api(host: str, port: int, log_level: str) -> None:
+    """Serve the FastAPI service (needs STRANGLER_REDIS_URL)."""
+    import uvicorn
+
+    from fastapi_app import create_app
+
+    app = create_app(Settings.load())
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+@click.command()
+@click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
+@click.option("--name", default=None, help="Worker name (defaults to RQ's).")
+def worker(burst: bool, name: str | None) -> None:
+    """Run an RQ worker for the service's queues (needs STRANGLER_REDIS_URL)."""
+    from fastapi_app.worker import run_worker
+
+    run_worker(Settings.load(), burst=burst, name=name)

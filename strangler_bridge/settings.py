@@ -1,0 +1,173 @@
+"""All configuration in one pydantic-settings class.
+
+Every field is read from ``STRANGLER_<NAME>`` in the environment; the Flask half passes the same
+names from ``app.config`` (see :meth:`Settings.from_mapping`). Missing or malformed values raise
+:class:`~strangler_bridge.errors.ConfigError` naming the variable, never a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from strangler_bridge.contracts.flags import Phase, PhaseFlag
+from strangler_bridge.errors import ConfigError
+
+ENV_PREFIX = "STRANGLER_"
+
+CommaList = Annotated[list[str], NoDecode]
+SecretList = Annotated[list[SecretStr], NoDecode]
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Settings shared by the service, its workers, the CLI and the Flask extension."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    env: Literal["dev", "production"] = Field(
+        "dev", description="`production` makes every required setting mandatory; `dev` allows defaults."
+    )
+    # --- state and queues -------------------------------------------------------------------------
+    redis_url: str | None = Field(None, description="Redis for state, queues and flags, e.g. redis://127.0.0.1:6379/0.")
+    redis_prefix: str = Field("sb", description="Prefix of every Redis key the service writes.")
+    record_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="Seconds finished records are kept.")
+    artifacts_dir: Path = Field(Path("artifacts"), description="Directory of the local artifact store.")
+    # --- the service's own HTTP surface -----------------------------------------------------------
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Base URL at which providers reach the service's webhooks."
+    )
+    api_tokens: SecretList = Field(
+        default_factory=list,
+        description="Comma-separated bearer tokens the API accepts (rotation: list both).",
+    )
+    webhook_secret: SecretStr | None = Field(None, description="HMAC key signing webhook URLs.")
+    webhook_token_ttl_s: int = Field(2 * 24 * 3600, gt=0, description="Lifetime of a signed webhook URL.")
+    max_body_bytes: int = Field(2_000_000, gt=0, description="Largest request body the API reads.")
+    max_chunks: int = Field(500, gt=0, description="Most chunks (or images) in one batch.")
+    max_text_chars: int = Field(5000, gt=0, description="Longest text of one chunk or prompt.")
+    # --- RunPod (phase 1) -------------------------------------------------------------------------
+    runpod_endpoint_url: str | None = Field(
+        None, description="RunPod endpoint base URL, e.g. https://api.runpod.ai/v2/<endpoint-id>."
+    )
+    runpod_api_key: SecretStr | None = Field(None, description="RunPod API key (sent as a Bearer token).")
+    tts_group_size: int = Field(5, gt=0, description="Chunks sent to RunPod in one job.")
+    # --- Runware (phase 2) ------------------------------------------------------------------------
+    runware_url: str = Field("https://api.runware.ai/v1", description="Runware REST endpoint.")
+    runware_api_key: SecretStr | None = Field(None, description="Runware API key.")
+    runware_concurrency: int = Field(4, gt=0, description="Cluster-wide limit of in-flight Runware tasks.")
+    runware_model: str = Field("runware:100@1", description="Default Runware model (AIR id).")
+    # --- video service (phase 3) ------------------------------------------------------------------
+    video_url: str | None = Field(None, description="Base URL of the Express video service.")
+    # --- provider calls and reconciliation --------------------------------------------------------
+    http_timeout_s: float = Field(10.0, gt=0, description="Timeout of each outbound HTTP call.")
+    provider_attempts: int = Field(3, gt=0, description="Provider submissions per item before it fails.")
+    reconcile_after_s: float = Field(
+        30.0, gt=0, description="Seconds after a submission before the provider is polled for it."
+    )
+    reconcile_interval_s: float = Field(1.0, gt=0, description="How often workers look for due work.")
+    # --- the Flask half ---------------------------------------------------------------------------
+    service_url: str | None = Field(None, description="Base URL of the strangler-bridge service (Flask side).")
+    service_token: SecretStr | None = Field(None, description="Bearer token the Flask side sends.")
+    service_timeout_s: float = Field(600.0, gt=0, description="Overall deadline of one step on the service.")
+    flags_cache_s: float = Field(5.0, ge=0, description="Seconds the Flask side caches the service's flags.")
+    shadow_timeout_s: float = Field(120.0, gt=0, description="Deadline of the background shadow call.")
+    flags: dict[Phase, PhaseFlag] = Field(
+        default_factory=dict,
+        description='Static phase flags (JSON), e.g. {"tts": {"mode": "fastapi", "percent": 10}}.',
+    )
+
+    _split_tokens = field_validator("api_tokens", mode="before")(_split_commas)
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """Read the environment (plus ``overrides``), turning validation errors into :class:`ConfigError`."""
+        try:
+            settings = cls(**overrides)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+        if settings.env == "production":
+            settings.require("redis_url", "api_tokens", "webhook_secret")
+        return settings
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any], **overrides: Any) -> Settings:
+        """Settings from ``STRANGLER_*`` keys of a mapping (Flask's ``app.config``), then the environment."""
+        values = {
+            key[len(ENV_PREFIX) :].lower(): value
+            for key, value in mapping.items()
+            if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in cls.model_fields
+        }
+        values.update(overrides)
+        return cls.load(**values)
+
+    def require(self, *names: str) -> None:
+        """Raise :class:`ConfigError` naming every listed setting that is unset or empty."""
+        missing = [name for name in names if not getattr(self, name)]
+        if missing:
+            lines = [f"{env_name(name)}: {Settings.model_fields[name].description}" for name in missing]
+            raise ConfigError("missing required setting(s):\n  " + "\n  ".join(lines))
+
+    def secret(self, name: str) -> str:
+        """The plain value of a secret setting, or a :class:`ConfigError` if it is unset."""
+        value = getattr(self, name)
+        if value is None:
+            self.require(name)
+        assert isinstance(value, SecretStr)
+        return value.get_secret_value()
+
+    def to_env(self) -> dict[str, str]:
+        """Every setting that differs from its default as ``STRANGLER_*`` variables (to start child processes)."""
+        env: dict[str, str] = {}
+        for name, info in Settings.model_fields.items():
+            value = getattr(self, name)
+            if value == info.get_default(call_default_factory=True):
+                continue
+            env[env_name(name)] = _env_value(value)
+        return env
+
+    def token_values(self) -> list[str]:
+        """The accepted API tokens as plain strings."""
+        return [token.get_secret_value() for token in self.api_tokens]
+
+
+def env_name(field: str) -> str:
+    """The environment variable (and Flask config key) of a settings field."""
+    return ENV_PREFIX + field.upper()
+
+
+def settings_table() -> Iterable[tuple[str, str, str]]:
+    """``(variable, default, description)`` for every setting, for docs and ``--help``."""
+    for name, info in Settings.model_fields.items():
+        value = None if info.is_required() else info.get_default(call_default_factory=True)
+        default = "" if value in (None, [], {}) else _env_value(value)
+        yield env_name(name), default, info.description or ""
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, list):
+        return ",".join(_env_value(item) for item in value)
+    if isinstance(value, dict):
+        return json.dumps({str(getattr(k, "value", k)): v.model_dump(mode="json") for k, v in value.items()})
+    return str(value)
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = error["loc"][0] if error["loc"] else ""
+        name = env_name(str(loc)) if loc else "settings"
+        lines.append(f"{name}: {error['msg']}")
+    return "invalid setting(s):\n  " + "\n  ".join(lines)

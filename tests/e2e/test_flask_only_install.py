@@ -1,0 +1,31 @@
+"""``pip install 'strangler-bridge[flask]'`` gives a working Flask half without any service library."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_flask_extra_installs_without_service_dependencies(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", f"{ROOT}[flask]"], capture_output=True, text=True, check=False
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    check = (
+        "import importlib.util, flask_plugin, strangler_bridge.contracts;"
+        "missing = [m for m in ('fastapi', 'rq', 'redis', 'uvicorn') if importlib.util.find_spec(m) is None];"
+        "print(','.join(missing))"
+    )
+    result = subprocess.run([str(python), "-c", check], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "fastapi,rq,redis,uvicorn"

@@ -1,0 +1,70 @@
+"""Child processes for integration and e2e tests: workers, API servers, simulators."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from strangler_bridge.settings import Settings
+from tests.support.waiting import wait_for
+
+
+class Child:
+    """A child process started with the test's settings in its environment; its output goes to a log file."""
+
+    def __init__(self, args: list[str], settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STRANGLER_")}
+        env.update(settings.to_env())
+        env.update(extra_env or {})
+        env["PYTHONUNBUFFERED"] = "1"
+        self.args = args
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "strangler_bridge.cli.main", *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the process and its group (nothing gets to clean up)."""
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``."""
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+    def output(self) -> str:
+        """What the process has printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_http_ok(url: str, timeout: float = 20.0) -> None:
+    """Wait until ``GET url`` answers 200."""
+
+    def ok() -> bool:
+        try:
+            return httpx.get(url, timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(ok, timeout=timeout, what=f"{url} to answer 200")

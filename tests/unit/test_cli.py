@@ -1,0 +1,43 @@
+"""The console script's surface."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from strangler_bridge import __version__
+from strangler_bridge.cli.main import cli
+
+pytestmark = pytest.mark.unit
+
+
+def test_help_lists_every_subcommand() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for name in ("api", "worker", "simulate", "demo", "flags", "jobs"):
+        assert f"  {name} " in result.output
+
+
+def test_version() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "strangler_bridge.cli.main", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert __version__ in result.stdout
+
+
+def test_bad_setting_is_one_line_not_a_traceback() -> None:
+    env = {"STRANGLER_HTTP_TIMEOUT_S": "soon", "PATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-m", "strangler_bridge.cli.main", "worker"], capture_output=True, text=True, env=env,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "STRANGLER_HTTP_TIMEOUT_S" in result.stderr
+    assert "Traceback" not in result.stderr
