@@ -10,7 +10,7 @@ errors, never on other 4xx). So the sync worker path and the async path share ev
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import httpx
@@ -30,6 +30,8 @@ T = TypeVar("T")
 Operation = Generator[httpx.Request, httpx.Response, T]
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: Transport failures that prove the request never reached the server, so even a paid submit may be resent.
+UNSENT_ERRORS: tuple[type[httpx.TransportError], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 @dataclass(frozen=True)
@@ -41,19 +43,31 @@ class RetryPolicy:
     max_s: float = 5.0
     jitter_s: float = 0.2
     statuses: frozenset[int] = field(default=RETRY_STATUSES)
+    #: False for paid submits: a read timeout after sending may mean the provider got the request, so
+    #: only failures that prove it was never sent are retried (callers then recover the unknown outcome).
+    idempotent: bool = True
+
+    def for_submit(self) -> RetryPolicy:
+        """The same policy for a non-idempotent (paid) submission."""
+        return replace(self, idempotent=False)
 
     def _kwargs(self) -> dict[str, Any]:
+        transport = httpx.TransportError if self.idempotent else UNSENT_ERRORS
         return {
             "stop": stop_after_attempt(self.attempts),
             "wait": _wait_with_retry_after(
                 wait_exponential(multiplier=self.initial_s, max=self.max_s) + wait_random(0, self.jitter_s)
             ),
-            "retry": retry_if_exception_type((httpx.TransportError, _RetryableStatus)),
+            "retry": retry_if_exception_type((*_as_tuple(transport), _RetryableStatus)),
             "reraise": True,
         }
 
 
 NO_RETRY = RetryPolicy(attempts=1)
+
+
+def _as_tuple(kinds: type[Exception] | tuple[type[Exception], ...]) -> tuple[type[Exception], ...]:
+    return kinds if isinstance(kinds, tuple) else (kinds,)
 
 
 class _RetryableStatus(Exception):

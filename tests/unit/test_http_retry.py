@@ -89,3 +89,28 @@ def test_retry_after_header_is_honoured_as_a_floor() -> None:
     state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
     state.set_exception((_RetryableStatus, _RetryableStatus(httpx.Response(429, headers={"retry-after": "2"})), None))
     assert wait(state) == 2.0
+
+
+def test_submit_policy_does_not_resend_after_a_read_timeout() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client, pytest.raises(httpx.ReadTimeout):
+        drive(_get_n(), client, FAST.for_submit())
+    assert len(calls) == 1
+
+
+def test_submit_policy_resends_when_the_connection_was_refused() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) < 3:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, json={"n": len(calls)})
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        assert drive(_get_n(), client, FAST.for_submit()) == (200, 3)
