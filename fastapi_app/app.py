@@ -7,25 +7,34 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from fastapi_app import health
+from fastapi_app import flags, health
+from fastapi_app.changes import ChangeHub
 from fastapi_app.errors import install_error_handlers
+from fastapi_app.limits import BodyLimitMiddleware
 from fastapi_app.runtime import Runtime
+from fastapi_app.tts import routes as tts_routes
 from strangler_bridge import __version__
 from strangler_bridge.settings import Settings
+
+WEBHOOK_PATHS = ("/tts/callback",)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the FastAPI app. Nothing connects until the lifespan starts."""
     settings = settings or Settings.load()
-    settings.require("redis_url")
+    settings.require("redis_url", "api_tokens", "webhook_secret")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.build(settings)
+        hub = ChangeHub(runtime.aredis, settings.redis_prefix)
         app.state.runtime = runtime
+        app.state.changes = hub
+        hub.start()
         try:
             yield
         finally:
+            await hub.stop()
             await runtime.aclose()
 
     app = FastAPI(
@@ -36,5 +45,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default=settings.max_body_bytes,
+        webhook=settings.max_webhook_bytes,
+        webhook_paths=WEBHOOK_PATHS,
+    )
     app.include_router(health.router)
+    app.include_router(tts_routes.router)
+    app.include_router(flags.router)
     return app

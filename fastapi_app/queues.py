@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
 #: Submissions to providers and continuations of the pipeline.
-WORK = "strangler-work"
+WORK = "work"
 #: Reconciliation of overdue provider work (polls providers); kept apart so it cannot starve submissions.
-RECONCILE = "strangler-reconcile"
+RECONCILE = "reconcile"
 QUEUES = (WORK, RECONCILE)
 
 JOB_TIMEOUT_S = 300
@@ -20,20 +17,25 @@ RESULT_TTL_S = 60
 FAILURE_TTL_S = 24 * 3600
 
 
-def queue(connection: redis.Redis, name: str = WORK) -> Queue:
-    """An RQ queue using the JSON serializer (job arguments are ids and JSON primitives only)."""
-    return Queue(name, connection=connection, serializer=JSONSerializer, default_timeout=JOB_TIMEOUT_S)
+def queue(connection: redis.Redis, prefix: str, name: str = WORK) -> Queue:
+    """An RQ queue named under the deployment's key prefix, using the JSON serializer.
+
+    Job arguments are ids and JSON primitives only. Prefixing queue names lets several deployments (or test
+    runs) share one Redis without taking each other's jobs.
+    """
+    return Queue(f"{prefix}-{name}", connection=connection, serializer=JSONSerializer, default_timeout=JOB_TIMEOUT_S)
 
 
 def enqueue(
     connection: redis.Redis,
-    func: Callable[..., Any],
+    func: str,
     *args: str | int | float | bool | None,
+    prefix: str,
     job_id: str,
     queue_name: str = WORK,
 ) -> None:
-    """Enqueue ``func(*args)`` under a deterministic id; running it twice must be harmless."""
-    queue(connection, queue_name).enqueue_call(
+    """Enqueue the task named ``func`` (dotted path) under a deterministic id; running it twice must be harmless."""
+    queue(connection, prefix, queue_name).enqueue_call(
         func,
         args=args,
         job_id=job_id,

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import httpx
 import redis
 import redis.asyncio as aredis
 
+from fastapi_app.batches import Batch
+from fastapi_app.docstore import DocStore
+from strangler_bridge.artifacts import LocalArtifactStore
 from strangler_bridge.settings import Settings
+
+if TYPE_CHECKING:
+    from strangler_bridge.providers.runpod import RunPodClient
 
 
 @dataclass
@@ -17,24 +25,63 @@ class Runtime:
     settings: Settings
     redis: redis.Redis
     aredis: aredis.Redis
+    batches: DocStore[Batch]
+    artifacts: LocalArtifactStore
+    http: httpx.Client
+    _runpod: RunPodClient | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        """Create the Redis clients (no connection is made until first use)."""
-        settings.require("redis_url")
+        """Create the clients (no connection is made until first use)."""
+        settings.require("redis_url", "api_tokens", "webhook_secret")
         url = settings.redis_url or ""
         # Short timeouts so an outage answers 503 quickly instead of hanging requests.
+        client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=15)
         return cls(
             settings=settings,
-            redis=redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=15),
+            redis=client,
             aredis=aredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=15),
+            batches=DocStore(client, settings.redis_prefix, "batch", Batch, settings.record_ttl_s),
+            artifacts=LocalArtifactStore(settings.artifacts_dir),
+            http=httpx.Client(timeout=settings.http_timeout_s),
         )
 
     def key(self, *parts: object) -> str:
         """A Redis key under the configured prefix."""
         return ":".join((self.settings.redis_prefix, *map(str, parts)))
 
-    async def aclose(self) -> None:
-        """Release connections."""
-        await self.aredis.aclose()
+    @property
+    def runpod(self) -> RunPodClient:
+        """The RunPod client (built on first use, so a service without phase 1 configured still starts)."""
+        if self._runpod is None:
+            from strangler_bridge.providers.runpod import RunPodClient
+
+            self._runpod = RunPodClient.from_settings(self.settings)
+        return self._runpod
+
+    def close(self) -> None:
+        """Release sync resources."""
+        self.http.close()
+        if self._runpod is not None:
+            self._runpod.close()
         self.redis.close()
+
+    async def aclose(self) -> None:
+        """Release every resource."""
+        await self.aredis.aclose()
+        self.close()
+
+
+_process_runtime: list[Runtime] = []
+
+
+def install_runtime(rt: Runtime) -> None:
+    """Make ``rt`` the runtime that task functions in this process use."""
+    _process_runtime[:] = [rt]
+
+
+def worker_runtime() -> Runtime:
+    """The runtime of this worker process (installed by the worker, else built from the environment once)."""
+    if not _process_runtime:
+        install_runtime(Runtime.build(Settings.load()))
+    return _process_runtime[0]

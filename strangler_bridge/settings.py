@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Seconds after a submission before the provider is polled for it."
     )
     reconcile_interval_s: float = Field(1.0, gt=0, description="How often workers look for due work.")
+    fetch_allow_hosts: CommaList = Field(
+        default_factory=list,
+        description="Hosts provider output URLs may point at even when private or loopback (`*`: any).",
+    )
+    max_fetch_bytes: int = Field(100_000_000, gt=0, description="Largest provider output file downloaded.")
+    max_webhook_bytes: int = Field(25_000_000, gt=0, description="Largest webhook body the API reads.")
     # --- the Flask half ---------------------------------------------------------------------------
     service_url: str | None = Field(None, description="Base URL of the strangler-bridge service (Flask side).")
     service_token: SecretStr | None = Field(None, description="Bearer token the Flask side sends.")
@@ -87,7 +93,7 @@ class Settings(BaseSettings):
         description='Static phase flags (JSON), e.g. {"tts": {"mode": "fastapi", "percent": 10}}.',
     )
 
-    _split_tokens = field_validator("api_tokens", mode="before")(_split_commas)
+    _split_lists = field_validator("api_tokens", "fetch_allow_hosts", mode="before")(_split_commas)
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:

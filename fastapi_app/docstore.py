@@ -1,0 +1,163 @@
+"""Records as JSON documents in Redis, changed only through atomic, optimistic transactions.
+
+Each record (a batch, a pipeline job) is one key holding one JSON document. A transition is a plain Python
+function over the parsed record: :meth:`DocStore.update` runs it under ``WATCH`` and writes the result with
+``MULTI``/``EXEC``, retrying if another process changed the record in between. So every transition is
+atomic, and the rules live in ordinary, unit-testable functions rather than in Lua.
+
+Alongside the write, the same transaction maintains the *due index* (a sorted set of work that must be
+looked at by a deadline: the reconciler's input) and publishes a change event for long-pollers.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import redis
+from pydantic import BaseModel
+
+from strangler_bridge.errors import Conflict, StoreUnavailable
+
+M = TypeVar("M", bound="Record")
+R = TypeVar("R")
+
+MAX_TX_RETRIES = 200
+
+
+class Record(BaseModel):
+    """A stored document: an id, a version that grows on every change, and timestamps."""
+
+    id: str
+    version: int = 0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass
+class Effects:
+    """What a transition asks for besides the new record: due-index changes and follow-up work."""
+
+    due: dict[str, float] = field(default_factory=dict)  # member -> deadline (epoch seconds)
+    undue: set[str] = field(default_factory=set)
+    changed: bool = True
+    follow_up: list[str] = field(default_factory=list)  # tags the caller acts on after commit
+
+
+class DocStore(Generic[M]):
+    """JSON documents of one model under ``{prefix}:{kind}:{id}``, plus the shared due index."""
+
+    def __init__(self, client: redis.Redis, prefix: str, kind: str, model: type[M], ttl_s: int) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.kind = kind
+        self.model = model
+        self.ttl_s = ttl_s
+
+    # --- keys ---------------------------------------------------------------------------------------
+    def key(self, record_id: str) -> str:
+        """The Redis key of a record."""
+        return f"{self.prefix}:{self.kind}:{record_id}"
+
+    def channel(self, record_id: str) -> str:
+        """The pub/sub channel announcing changes of a record."""
+        return f"{self.prefix}:changes:{record_id}"
+
+    @property
+    def due_key(self) -> str:
+        """The sorted set of work items with deadlines (shared by every kind)."""
+        return f"{self.prefix}:due"
+
+    def idem_key(self, key: str) -> str:
+        """The key remembering an ``Idempotency-Key``."""
+        return f"{self.prefix}:idem:{self.kind}:{key}"
+
+    # --- reads --------------------------------------------------------------------------------------
+    def load(self, record_id: str) -> M | None:
+        """The record, or ``None``."""
+        raw = self.client.get(self.key(record_id))
+        return None if raw is None else self.model.model_validate_json(raw)
+
+    # --- writes -------------------------------------------------------------------------------------
+    def create(self, record: M, effects: Effects, *, idem: tuple[str, str] | None = None) -> tuple[M, bool]:
+        """Store a new record atomically; with ``idem=(key, body_hash)`` a repeated request returns the first record.
+
+        Returns ``(record, created)``. The same key with another body hash is a :class:`Conflict`.
+        """
+        now = time.time()
+        record.created_at = record.updated_at = now
+        record.version = 1
+        keys = [self.key(record.id)] + ([self.idem_key(idem[0])] if idem else [])
+
+        def attempt(pipe: redis.client.Pipeline) -> tuple[M, bool]:
+            if idem:
+                seen = pipe.get(self.idem_key(idem[0]))
+                if seen is not None:
+                    text = seen.decode() if isinstance(seen, bytes) else str(seen)
+                    first_id, _, first_hash = text.partition(" ")
+                    if first_hash != idem[1]:
+                        raise Conflict(
+                            "Idempotency-Key was already used with a different body", field="Idempotency-Key"
+                        )
+                    existing = pipe.get(self.key(first_id))
+                    if existing is not None:
+                        return self.model.model_validate_json(existing), False
+            pipe.multi()
+            pipe.set(self.key(record.id), record.model_dump_json(), ex=self.ttl_s)
+            if idem:
+                pipe.set(self.idem_key(idem[0]), f"{record.id} {idem[1]}", ex=self.ttl_s)
+            self._apply_effects(pipe, record.id, record.version, effects)
+            pipe.execute()
+            return record, True
+
+        return self._transaction(keys, attempt)
+
+    def update(self, record_id: str, transition: Callable[[M], tuple[Effects, R]]) -> tuple[M, R]:
+        """Apply ``transition`` to the current record atomically; it mutates the record and returns effects.
+
+        When the transition reports no change (``effects.changed`` false) nothing is written or published.
+        Raises ``KeyError`` if the record does not exist (or expired).
+        """
+        key = self.key(record_id)
+
+        def attempt(pipe: redis.client.Pipeline) -> tuple[M, R]:
+            raw = pipe.get(key)
+            if raw is None:
+                raise KeyError(record_id)
+            record = self.model.model_validate_json(raw)
+            effects, result = transition(record)
+            pipe.multi()
+            if effects.changed:
+                record.version += 1
+                record.updated_at = time.time()
+                pipe.set(key, record.model_dump_json(), ex=self.ttl_s)
+            self._apply_effects(pipe, record_id, record.version, effects)
+            pipe.execute()
+            return record, result
+
+        return self._transaction([key], attempt)
+
+    def _apply_effects(self, pipe: redis.client.Pipeline, record_id: str, version: int, effects: Effects) -> None:
+        if effects.due:
+            pipe.zadd(self.due_key, effects.due)
+        if effects.undue:
+            pipe.zrem(self.due_key, *effects.undue)
+        if effects.changed:
+            pipe.publish(self.channel(record_id), str(version))
+
+    def _transaction(self, keys: list[str], attempt: Callable[[redis.client.Pipeline], R]) -> R:
+        try:
+            for tries in range(MAX_TX_RETRIES):
+                with self.client.pipeline() as pipe:
+                    try:
+                        pipe.watch(*keys)  # type: ignore[no-untyped-call]
+                        return attempt(pipe)
+                    except redis.WatchError:
+                        # Another process changed the record first: back off a little (jittered) and redo.
+                        time.sleep(random.uniform(0, 0.002 * min(tries + 1, 10)))
+            raise StoreUnavailable("record is too contended; retry")
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailable(f"the state store (Redis) is unavailable: {type(exc).__name__}") from exc

@@ -1,0 +1,30 @@
+"""Enqueueing the service's RQ tasks (by dotted name, so callers need not import the task module)."""
+
+from __future__ import annotations
+
+from fastapi_app.queues import RECONCILE, enqueue
+from fastapi_app.runtime import Runtime
+
+_TASKS = "fastapi_app.tasks"
+
+
+def submit_tts(rt: Runtime, batch_id: str) -> None:
+    """Submit a TTS batch's open groups to RunPod."""
+    enqueue(rt.redis, f"{_TASKS}.submit_tts", batch_id, prefix=rt.settings.redis_prefix, job_id=f"submit-{batch_id}")
+
+
+def apply_tts_webhook(rt: Runtime, batch_id: str, no: int, attempt: int, payload: str) -> None:
+    """Apply a RunPod webhook whose outputs must be downloaded (kept off the webhook's request path)."""
+    enqueue(
+        rt.redis, f"{_TASKS}.apply_tts_webhook", batch_id, no, attempt, payload,
+        prefix=rt.settings.redis_prefix, job_id=f"webhook-{batch_id}-{no}-{attempt}",
+    )  # fmt: skip
+
+
+def reconcile(rt: Runtime, member: str) -> None:
+    """Resolve one overdue item of the due index."""
+    safe = member.replace(":", "-")
+    enqueue(
+        rt.redis, f"{_TASKS}.reconcile", member,
+        prefix=rt.settings.redis_prefix, job_id=f"reconcile-{safe}", queue_name=RECONCILE,
+    )  # fmt: skip

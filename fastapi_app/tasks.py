@@ -1,0 +1,29 @@
+"""RQ task entry points. Each takes ids and JSON primitives, reloads state, and is safe to run twice."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi_app.runtime import worker_runtime
+from fastapi_app.tts import runpod_work
+from strangler_bridge.providers.runpod import RunPodJob
+
+
+def submit_tts(batch_id: str) -> None:
+    """Submit a TTS batch's open groups."""
+    runpod_work.submit_batch(worker_runtime(), batch_id)
+
+
+def apply_tts_webhook(batch_id: str, no: int, attempt: int, payload: str) -> None:
+    """Apply a RunPod status object received by webhook."""
+    runpod_work.apply_job(worker_runtime(), batch_id, no, attempt, RunPodJob.parse(json.loads(payload)))
+
+
+def reconcile(member: str) -> None:
+    """Resolve one overdue item: ``kind:id:group``."""
+    kind, record_id, no = member.split(":")
+    rt = worker_runtime()
+    if kind == "tts":
+        runpod_work.reconcile_group(rt, record_id, int(no))
+    else:
+        rt.redis.zrem(rt.batches.due_key, member)

@@ -1,0 +1,228 @@
+"""Submitting TTS groups to RunPod and applying what RunPod reports, by webhook or by polling.
+
+:func:`apply_job` is the one transition function for results: the webhook receiver, the reconciler and the
+deferred-webhook task all call it, and a second delivery of the same result changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+
+import httpx
+
+from fastapi_app import enqueueing
+from fastapi_app.batches import (
+    GroupStatus,
+    ItemResult,
+    claim_group,
+    complete_group,
+    due_member,
+    fail_attempt,
+    record_submission,
+    reject_group,
+    release_claim,
+)
+from fastapi_app.runtime import Runtime
+from fastapi_app.signing import sign
+from fastapi_app.tts.service import artifact_key
+from strangler_bridge.audio import wav_duration
+from strangler_bridge.contracts.tts import AudioFormat, TtsBatchCreate
+from strangler_bridge.errors import ProviderError, ProviderNotFound, ProviderRejected, ProviderUnavailable
+from strangler_bridge.fetch import fetch_bytes
+from strangler_bridge.http import UNSENT_ERRORS
+from strangler_bridge.providers.runpod import RunPodJob, RunPodStatus, parse_tts_output, tts_input
+
+log = logging.getLogger(__name__)
+
+MAX_SUBMIT_ERRORS = 20
+PURPOSE = "tts"
+
+
+def webhook_url(rt: Runtime, batch_id: str, no: int, attempt: int) -> str:
+    """The signed URL RunPod calls for one attempt of one group."""
+    settings = rt.settings
+    token = sign(settings.secret("webhook_secret"), PURPOSE, [batch_id, str(no), str(attempt)],
+                 settings.webhook_token_ttl_s)  # fmt: skip
+    return f"{settings.public_url.rstrip('/')}/tts/callback?token={token}"
+
+
+def submit_batch(rt: Runtime, batch_id: str) -> None:
+    """Submit every group of a batch that is not yet with RunPod."""
+    batch = rt.batches.load(batch_id)
+    if batch is None or batch.status.terminal:
+        return
+    for group in batch.groups:
+        if group.status in (GroupStatus.PENDING, GroupStatus.SUBMITTING):
+            submit_group(rt, batch_id, group.no)
+
+
+def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
+    """Claim group ``no``, send it to RunPod's ``/run`` with its webhook, and record the job id.
+
+    The claim is taken (atomically) before calling RunPod and the job id recorded right after, so a group
+    with a recorded id is never submitted again. If the call's outcome is unknown (the request may have
+    reached RunPod), the claim is left to lapse: the webhook, which names this attempt, completes the
+    group if the job exists; only after the lease does the reconciler submit again.
+    """
+    now = time.time()
+    lease = rt.settings.reconcile_after_s
+    try:
+        batch, claim = rt.batches.update(batch_id, lambda b: claim_group(b, no, now=now, lease_s=lease))
+    except KeyError:
+        return
+    if claim is None:
+        return
+    request = TtsBatchCreate.model_validate(batch.request)
+    chunks = {chunk.index: chunk for chunk in request.chunks}
+    payload = tts_input(
+        [(index, chunks[index].text, chunks[index].voice or request.voice) for index in claim.indexes],
+        request.format.value,
+    )
+    try:
+        job = rt.runpod.run(payload, webhook=webhook_url(rt, batch_id, no, claim.attempt))
+    except ProviderRejected as exc:
+        reason = str(exc)
+        log.warning("runpod rejected batch %s group %s: %s", batch_id, no, reason)
+        rt.batches.update(batch_id, lambda b: reject_group(b, no, reason))
+        return
+    except ProviderError as exc:
+        if _outcome_unknown(exc):
+            log.warning("runpod submit outcome unknown for batch %s group %s: %s", batch_id, no, exc)
+            return
+        reason = str(exc)
+        retry_at = time.time() + min(2.0 ** (batch.group(no).submit_errors + 1), 60.0)
+        rt.batches.update(
+            batch_id, lambda b: release_claim(b, claim, reason, retry_at=retry_at, max_submit_errors=MAX_SUBMIT_ERRORS)
+        )
+        return
+    rt.batches.update(
+        batch_id,
+        lambda b: record_submission(b, claim, job.id, now=time.time(), reconcile_after_s=rt.settings.reconcile_after_s),
+    )
+
+
+def _outcome_unknown(exc: ProviderError) -> bool:
+    """Whether the request may have reached the provider (a transport failure after sending)."""
+    cause = exc.__cause__
+    return (
+        isinstance(exc, ProviderUnavailable)
+        and isinstance(cause, httpx.TransportError)
+        and not isinstance(cause, UNSENT_ERRORS)
+    )
+
+
+def apply_job(rt: Runtime, batch_id: str, no: int, attempt: int, job: RunPodJob) -> None:
+    """Apply RunPod's status object for ``attempt`` of group ``no`` (from a webhook or a poll)."""
+    if not job.status.terminal:
+        return
+    batch = rt.batches.load(batch_id)
+    if batch is None or batch.group(no).status.terminal:
+        return  # unknown, expired or already applied: a duplicate or late delivery changes nothing
+    if job.status is RunPodStatus.COMPLETED:
+        try:
+            fmt = AudioFormat(batch.request.get("format", "wav"))
+            results = _store_outputs(rt, batch_id, batch.group(no).indexes, fmt, job)
+        except ProviderRejected as exc:
+            _fail(rt, batch_id, no, attempt, f"unusable RunPod output: {exc.message}")
+            return
+        rt.batches.update(batch_id, lambda b: complete_group(b, no, results))
+        return
+    _fail(rt, batch_id, no, attempt, describe_failure(job))
+
+
+def _fail(rt: Runtime, batch_id: str, no: int, attempt: int, reason: str) -> None:
+    max_failures = rt.settings.provider_attempts
+    _, again = rt.batches.update(
+        batch_id, lambda b: fail_attempt(b, no, attempt, reason, max_failures=max_failures, retry_at=time.time())
+    )
+    if again:
+        enqueueing.submit_tts(rt, batch_id)
+
+
+def describe_failure(job: RunPodJob) -> str:
+    """A one-line reason from a FAILED / TIMED_OUT / CANCELLED status object."""
+    detail = job.error_detail()
+    if isinstance(detail, dict):
+        message = detail.get("error_message") or detail.get("message") or detail.get("error") or str(detail)
+        kind = detail.get("error_type")
+        text = f"{kind}: {message}" if kind else str(message)
+    else:
+        text = detail or ""
+    return f"RunPod {job.status.value}" + (f": {text}" if text else "")
+
+
+def _store_outputs(
+    rt: Runtime, batch_id: str, indexes: list[int], fmt: AudioFormat, job: RunPodJob
+) -> list[ItemResult]:
+    if not job.has_output:
+        raise ProviderRejected("RunPod reported COMPLETED without any output", provider="runpod")
+    wanted = set(indexes)
+    results = []
+    for chunk in parse_tts_output(job.output):
+        if chunk.index not in wanted:
+            continue
+        data = _audio_bytes(rt, chunk.audio_base64, chunk.audio_url)
+        duration = chunk.duration_s
+        if fmt is AudioFormat.WAV:
+            try:
+                duration = wav_duration(data)
+            except ValueError as exc:
+                raise ProviderRejected(f"chunk {chunk.index}: {exc}", provider="runpod") from None
+        key = artifact_key(batch_id, chunk.index, fmt)
+        size = rt.artifacts.put(key, data)
+        results.append(
+            ItemResult(
+                index=chunk.index, artifact=key, content_type=fmt.content_type, size_bytes=size,
+                duration_s=duration, provider_id=job.id,
+            )
+        )  # fmt: skip
+    return results
+
+
+def _audio_bytes(rt: Runtime, audio_base64: str | None, audio_url: str | None) -> bytes:
+    if audio_base64:
+        try:
+            return base64.b64decode(audio_base64, validate=True)
+        except (binascii.Error, ValueError):
+            raise ProviderRejected("audio_base64 is not valid base64", provider="runpod") from None
+    if audio_url:
+        settings = rt.settings
+        return fetch_bytes(
+            rt.http, audio_url, allow_hosts=settings.fetch_allow_hosts, max_bytes=settings.max_fetch_bytes
+        )
+    raise ProviderRejected("a chunk has neither audio_base64 nor audio_url", provider="runpod")
+
+
+def reconcile_group(rt: Runtime, batch_id: str, no: int) -> None:
+    """Resolve a group whose deadline passed: submit it, wait for its claim, or ask RunPod for its status."""
+    member = due_member("tts", batch_id, no)
+    batch = rt.batches.load(batch_id)
+    if batch is None or batch.status.terminal or batch.group(no).status.terminal:
+        rt.redis.zrem(rt.batches.due_key, member)
+        return
+    group = batch.group(no)
+    now = time.time()
+    if group.status is GroupStatus.PENDING or (
+        group.status is GroupStatus.SUBMITTING and (group.claim_until or 0) <= now
+    ):
+        submit_group(rt, batch_id, no)
+        return
+    if group.status is GroupStatus.SUBMITTING or group.provider_id is None:
+        rt.redis.zadd(rt.batches.due_key, {member: group.claim_until or now + rt.settings.reconcile_after_s})
+        return
+    try:
+        job = rt.runpod.status(group.provider_id)
+    except ProviderNotFound:
+        _fail(rt, batch_id, no, group.attempt, "RunPod no longer knows the job (expired before its result was read)")
+        return
+    except ProviderError as exc:
+        log.warning("runpod status for batch %s group %s failed: %s", batch_id, no, exc)
+        rt.redis.zadd(rt.batches.due_key, {member: now + rt.settings.reconcile_after_s})
+        return
+    if job.status.terminal:
+        apply_job(rt, batch_id, no, group.attempt, job)
+    else:
+        rt.redis.zadd(rt.batches.due_key, {member: now + rt.settings.reconcile_after_s})

@@ -1,0 +1,147 @@
+"""The batch record's transitions: atomic units of the phase 1/2 state machine, tested as plain functions."""
+
+from __future__ import annotations
+
+import pytest
+
+from fastapi_app.batches import (
+    Batch,
+    GroupStatus,
+    ItemResult,
+    cancel_batch,
+    claim_group,
+    complete_group,
+    fail_attempt,
+    new_batch,
+    record_submission,
+    reject_group,
+    release_claim,
+)
+from strangler_bridge.contracts.common import BatchStatus, ItemStatus
+
+pytestmark = pytest.mark.unit
+
+
+def _batch(n: int = 5, size: int = 2) -> Batch:
+    return new_batch("tts_0123456789abcdef", "tts", list(range(n)), size, {}, video_id="v1")
+
+
+def _result(index: int) -> ItemResult:
+    return ItemResult(
+        index=index, artifact=f"tts/x/{index}.wav", content_type="audio/wav", size_bytes=10, duration_s=1.0
+    )
+
+
+def test_items_are_grouped_in_index_order() -> None:
+    batch = new_batch("tts_0123456789abcdef", "tts", [4, 0, 3, 1, 2], 2, {}, video_id=None)
+    assert [g.indexes for g in batch.groups] == [[0, 1], [2, 3], [4]]
+    assert batch.item(3).group == 1
+
+
+def test_claim_is_exclusive_until_the_lease_lapses() -> None:
+    batch = _batch()
+    effects, claim = claim_group(batch, 0, now=100.0, lease_s=30)
+    assert claim is not None and claim.attempt == 1
+    assert batch.status is BatchStatus.RUNNING
+    assert list(effects.due.values()) == [130.0]
+    assert claim_group(batch, 0, now=120.0, lease_s=30)[1] is None
+    second = claim_group(batch, 0, now=131.0, lease_s=30)[1]
+    assert second is not None and second.attempt == 2 and second.token != claim.token
+
+
+def test_recorded_group_is_never_claimed_again() -> None:
+    batch = _batch()
+    _, claim = claim_group(batch, 0, now=100.0, lease_s=30)
+    assert claim is not None
+    record_submission(batch, claim, "rp-1", now=101.0, reconcile_after_s=30)
+    assert batch.group(0).status is GroupStatus.SUBMITTED
+    assert claim_group(batch, 0, now=10_000.0, lease_s=30)[1] is None
+
+
+def test_webhook_before_the_submit_is_recorded_keeps_the_result() -> None:
+    batch = _batch()
+    _, claim = claim_group(batch, 0, now=100.0, lease_s=30)
+    assert claim is not None
+    complete_group(batch, 0, [_result(0), _result(1)])
+    effects, held = record_submission(batch, claim, "rp-1", now=101.0, reconcile_after_s=30)
+    assert held
+    assert batch.group(0).status is GroupStatus.COMPLETED
+    assert batch.group(0).provider_id == "rp-1"
+    assert not effects.due
+
+
+def test_second_delivery_changes_nothing() -> None:
+    batch = _batch()
+    complete_group(batch, 0, [_result(0), _result(1)])
+    effects, applied = complete_group(batch, 0, [_result(0)])
+    assert not applied and not effects.changed
+
+
+def test_missing_output_fails_only_that_item() -> None:
+    batch = _batch(2, 2)
+    complete_group(batch, 0, [_result(0)])
+    assert batch.item(0).status is ItemStatus.COMPLETED
+    assert batch.item(1).status is ItemStatus.FAILED
+    assert batch.status is BatchStatus.FAILED
+    assert batch.progress().failed == 1
+
+
+def test_batch_completes_when_every_group_does() -> None:
+    batch = _batch(3, 2)
+    complete_group(batch, 0, [_result(0), _result(1)])
+    assert batch.status is not BatchStatus.COMPLETED
+    complete_group(batch, 1, [_result(2)])
+    assert batch.status is BatchStatus.COMPLETED
+    assert batch.progress().done == 3
+
+
+def test_provider_failure_is_retried_then_final() -> None:
+    batch = _batch(2, 2)
+    for attempt in (1, 2):
+        _, claim = claim_group(batch, 0, now=100.0 * attempt, lease_s=30)
+        assert claim is not None and claim.attempt == attempt
+        record_submission(batch, claim, f"rp-{attempt}", now=1.0, reconcile_after_s=30)
+        _, again = fail_attempt(batch, 0, attempt, "RunPod FAILED: boom", max_failures=2, retry_at=0)
+        assert again is (attempt == 1)
+    assert batch.group(0).status is GroupStatus.FAILED
+    assert batch.item(0).error == "RunPod FAILED: boom"
+    assert batch.status is BatchStatus.FAILED
+    assert batch.group(0).previous_ids == ["rp-1"]
+
+
+def test_failure_of_an_older_attempt_is_ignored() -> None:
+    batch = _batch(2, 2)
+    claim_group(batch, 0, now=100.0, lease_s=30)
+    claim_group(batch, 0, now=200.0, lease_s=30)
+    effects, again = fail_attempt(batch, 0, 1, "late failure", max_failures=3, retry_at=0)
+    assert not again and not effects.changed
+    assert batch.group(0).status is GroupStatus.SUBMITTING
+
+
+def test_unsent_submission_goes_back_to_pending_without_using_an_attempt() -> None:
+    batch = _batch(2, 2)
+    _, claim = claim_group(batch, 0, now=100.0, lease_s=30)
+    assert claim is not None
+    effects, again = release_claim(batch, claim, "HTTP 503", retry_at=105.0, max_submit_errors=3)
+    assert again
+    assert batch.group(0).status is GroupStatus.PENDING and batch.group(0).attempt == 0
+    assert list(effects.due.values()) == [105.0]
+
+
+def test_rejection_fails_the_group_with_the_reason() -> None:
+    batch = _batch(2, 2)
+    reject_group(batch, 0, "runpod HTTP 400: bad input")
+    assert batch.item(1).error == "runpod HTTP 400: bad input"
+    assert batch.status is BatchStatus.FAILED
+
+
+def test_cancel_reports_running_provider_jobs() -> None:
+    batch = _batch(4, 2)
+    _, claim = claim_group(batch, 0, now=1.0, lease_s=30)
+    assert claim is not None
+    record_submission(batch, claim, "rp-1", now=1.0, reconcile_after_s=30)
+    _, running = cancel_batch(batch)
+    assert running == ["rp-1"]
+    assert batch.status is BatchStatus.CANCELLED
+    assert {item.status for item in batch.items} == {ItemStatus.CANCELLED}
+    assert cancel_batch(batch)[1] == []
