@@ -96,9 +96,8 @@ def test_routes_need_a_valid_bearer_token(client: TestClient, header: str | None
 
 
 def test_several_tokens_are_accepted_for_rotation(settings: Settings, redis_client: redis.Redis) -> None:
-    app = create_app(
-        settings.model_copy(update={"api_tokens": settings.api_tokens + [type(settings.api_tokens[0])("new")]})
-    )
+    rotated = [*settings.api_tokens, type(settings.api_tokens[0])("new")]
+    app = create_app(settings.model_copy(update={"api_tokens": rotated}))
     with TestClient(app) as client:
         for token in (TEST_TOKEN, "new"):
             assert client.get("/flags", headers={"Authorization": f"Bearer {token}"}).status_code == 200

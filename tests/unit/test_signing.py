@@ -21,7 +21,7 @@ def test_round_trip() -> None:
         ("other", "tts", 1010, "signature"),
         ("secret", "img", 1010, "not valid for this route"),
         ("secret", "tts", 1061, "expired"),
-    ],  # fmt: skip
+    ],
 )
 def test_rejects_forged_misused_or_expired(secret: str, purpose: str, now: int, message: str) -> None:
     token = sign("secret", "tts", ["tts_abc", "0", "1"], 60, now=1000)
