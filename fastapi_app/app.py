@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi_app import flags, health
 from fastapi_app.changes import ChangeHub
 from fastapi_app.errors import install_error_handlers
+from fastapi_app.images import routes as image_routes
 from fastapi_app.limits import BodyLimitMiddleware
 from fastapi_app.runtime import Runtime
 from fastapi_app.tts import routes as tts_routes
@@ -53,5 +54,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(tts_routes.router)
+    app.include_router(image_routes.router)
     app.include_router(flags.router)
     return app

@@ -8,7 +8,10 @@ result finds the group already terminal and changes nothing.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
+from collections.abc import Callable
 from enum import Enum
 from typing import Any, Literal
 
@@ -105,6 +108,12 @@ class Batch(Record):
         return round(sum(costs), 6) if costs else None
 
 
+def request_hash(body: BaseModel) -> str:
+    """A stable hash of a request body (an ``Idempotency-Key`` must come back with the same one)."""
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def due_member(kind: str, batch_id: str, no: int) -> str:
     """The due-index member naming one group."""
     return f"{kind}:{batch_id}:{no}"
@@ -143,14 +152,19 @@ class Claim(BaseModel):
     attempt: int
     token: str
     indexes: list[int]
+    provider_id: str | None = None  # set before sending when we choose the id (Runware's taskUUID)
+    lapsed: bool = False  # a previous claim lapsed: its request may have reached the provider
 
 
-def claim_group(batch: Batch, no: int, *, now: float, lease_s: float) -> tuple[Effects, Claim | None]:
+def claim_group(
+    batch: Batch, no: int, *, now: float, lease_s: float, new_provider_id: Callable[[], str] | None = None
+) -> tuple[Effects, Claim | None]:
     """Take the right to submit group ``no``: only a pending group, or one whose previous claim lapsed.
 
-    A lapsed claim means a worker died between claiming and recording the provider's id (or the outcome of
-    its call is unknown): the provider may have the work, so the lease is long enough for its webhook to
-    arrive first; only then is the group submitted again.
+    A lapsed claim means a worker died between claiming and recording the outcome (or the outcome of its
+    call is unknown): the provider may have the work, so the lease is long enough for its webhook to arrive
+    first. Where we choose the provider's id (``new_provider_id``), it is stored here, before anything is
+    sent, and kept across lapsed claims so the provider can be asked about it.
     """
     group = batch.group(no)
     if batch.status.terminal or group.status.terminal:
@@ -159,14 +173,20 @@ def claim_group(batch: Batch, no: int, *, now: float, lease_s: float) -> tuple[E
         return Effects(changed=False), None
     if group.status is GroupStatus.SUBMITTING and (group.claim_until or 0) > now:
         return Effects(changed=False), None
+    lapsed = group.status is GroupStatus.SUBMITTING
     group.status = GroupStatus.SUBMITTING
     group.attempt += 1
     group.claim = secrets.token_hex(8)
     group.claim_until = now + lease_s
+    if new_provider_id is not None and group.provider_id is None:
+        group.provider_id = new_provider_id()
     batch.status = BatchStatus.RUNNING
     for index in group.indexes:
         batch.item(index).status = ItemStatus.SUBMITTED
-    claim = Claim(no=no, attempt=group.attempt, token=group.claim, indexes=list(group.indexes))
+    claim = Claim(
+        no=no, attempt=group.attempt, token=group.claim, indexes=list(group.indexes),
+        provider_id=group.provider_id, lapsed=lapsed,
+    )  # fmt: skip
     return Effects(due={due_member(batch.kind, batch.id, no): group.claim_until}), claim
 
 

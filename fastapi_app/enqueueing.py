@@ -28,3 +28,11 @@ def reconcile(rt: Runtime, member: str) -> None:
         rt.redis, f"{_TASKS}.reconcile", member,
         prefix=rt.settings.redis_prefix, job_id=f"reconcile-{safe}", queue_name=RECONCILE,
     )  # fmt: skip
+
+
+def submit_images(rt: Runtime, batch_id: str) -> None:
+    """Submit an image batch's open images to Runware (one long task: requests run concurrently inside it)."""
+    enqueue(
+        rt.redis, f"{_TASKS}.submit_images", batch_id,
+        prefix=rt.settings.redis_prefix, job_id=f"submit-{batch_id}", timeout_s=3600,
+    )  # fmt: skip

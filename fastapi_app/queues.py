@@ -33,13 +33,14 @@ def enqueue(
     prefix: str,
     job_id: str,
     queue_name: str = WORK,
+    timeout_s: int = JOB_TIMEOUT_S,
 ) -> None:
     """Enqueue the task named ``func`` (dotted path) under a deterministic id; running it twice must be harmless."""
     queue(connection, prefix, queue_name).enqueue_call(
         func,
         args=args,
         job_id=job_id,
-        timeout=JOB_TIMEOUT_S,
+        timeout=timeout_s,
         result_ttl=RESULT_TTL_S,
         failure_ttl=FAILURE_TTL_S,
     )

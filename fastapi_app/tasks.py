@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from fastapi_app.images import runware_work
 from fastapi_app.runtime import worker_runtime
 from fastapi_app.tts import runpod_work
 from strangler_bridge.providers.runpod import RunPodJob
@@ -19,11 +20,18 @@ def apply_tts_webhook(batch_id: str, no: int, attempt: int, payload: str) -> Non
     runpod_work.apply_job(worker_runtime(), batch_id, no, attempt, RunPodJob.parse(json.loads(payload)))
 
 
+def submit_images(batch_id: str) -> None:
+    """Submit an image batch's open images."""
+    runware_work.submit_batch(worker_runtime(), batch_id)
+
+
 def reconcile(member: str) -> None:
     """Resolve one overdue item: ``kind:id:group``."""
     kind, record_id, no = member.split(":")
     rt = worker_runtime()
     if kind == "tts":
         runpod_work.reconcile_group(rt, record_id, int(no))
+    elif kind == "img":
+        runware_work.reconcile_group(rt, record_id, int(no))
     else:
         rt.redis.zrem(rt.batches.due_key, member)

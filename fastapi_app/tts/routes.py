@@ -4,46 +4,27 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from fastapi_app import enqueueing
 from fastapi_app.auth import require_token
-from fastapi_app.batches import Batch, due_member
-from fastapi_app.changes import wait_for_change
-from fastapi_app.runtime import Runtime
+from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, artifact_response, read_batch, runtime
+from fastapi_app.batches import due_member
 from fastapi_app.signing import verify
 from fastapi_app.tts import runpod_work, service
 from strangler_bridge.contracts.common import ErrorResponse
 from strangler_bridge.contracts.tts import TtsBatchCreate, TtsBatchStatus
-from strangler_bridge.errors import InvalidInput, NotFound, ProviderRejected
-from strangler_bridge.ids import is_valid_id
+from strangler_bridge.errors import InvalidInput, ProviderRejected
 from strangler_bridge.providers.runpod import RunPodJob, parse_tts_output
 
 log = logging.getLogger(__name__)
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse, "description": "Missing or invalid bearer token"},
-    404: {"model": ErrorResponse, "description": "No such batch (or it expired)"},
-    422: {"model": ErrorResponse, "description": "Invalid input; `field` names the field"},
-}
-
 router = APIRouter(prefix="/tts", tags=["tts"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def _batch_id(batch_id: str) -> str:
-    if not is_valid_id(batch_id, "tts"):
-        raise NotFound(f"no TTS batch {batch_id!r}")
-    return batch_id
 
 
 @router.post(
@@ -52,18 +33,14 @@ def _batch_id(batch_id: str) -> str:
     response_model=TtsBatchStatus,
     dependencies=[Depends(require_token)],
     summary="Create a TTS batch",
-    responses={
-        **ERRORS,
-        409: {"model": ErrorResponse, "description": "Idempotency-Key reused with another body"},
-        413: {"model": ErrorResponse, "description": "Body too large"},
-    },
+    responses=CREATE_ERRORS,
 )
 def create_batch(body: TtsBatchCreate, request: Request, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Store the batch and queue its submission to RunPod; answers at once with the batch status.
 
     Repeating the request with the same ``Idempotency-Key`` and body returns the same batch (200).
     """
-    rt = _runtime(request)
+    rt = runtime(request)
     batch, created = service.create_batch(rt, body, idempotency_key=idempotency_key)
     if created:
         enqueueing.submit_tts(rt, batch.id)
@@ -85,20 +62,7 @@ async def get_batch(
     since: Annotated[int | None, Query(ge=0, description="Version already seen; return once it differs")] = None,
 ) -> TtsBatchStatus:
     """The batch's status; with ``wait`` the answer comes as soon as the batch changes (or is finished)."""
-    rt = _runtime(request)
-    _batch_id(batch_id)
-
-    async def load() -> Batch | None:
-        raw = await rt.aredis.get(rt.batches.key(batch_id))
-        return None if raw is None else Batch.model_validate_json(raw)
-
-    batch = await wait_for_change(
-        request.app.state.changes, batch_id, load,
-        version=lambda b: b.version, final=lambda b: b.status.terminal, since=since, wait_s=wait,
-    )  # fmt: skip
-    if batch is None or batch.kind != "tts":
-        raise NotFound(f"no TTS batch {batch_id!r}")
-    return service.to_status(batch)
+    return service.to_status(await read_batch(request, "tts", batch_id, wait=wait, since=since))
 
 
 @router.get(
@@ -110,22 +74,7 @@ async def get_batch(
 )
 def get_audio(batch_id: str, index: int, request: Request) -> Response:
     """Stream the chunk's audio with its content type (404 until the chunk is completed)."""
-    rt = _runtime(request)
-    batch = rt.batches.load(_batch_id(batch_id))
-    if batch is None or batch.kind != "tts":
-        raise NotFound(f"no TTS batch {batch_id!r}")
-    try:
-        item = batch.item(index)
-    except KeyError:
-        raise NotFound(f"batch {batch_id} has no chunk {index}") from None
-    if item.artifact is None:
-        raise NotFound(f"chunk {index} has no audio yet (status {item.status.value})")
-    media_type = item.content_type or "application/octet-stream"
-    path = rt.artifacts.local_path(item.artifact)
-    if path is not None and path.is_file():
-        return FileResponse(path, media_type=media_type, filename=path.name)
-    handle = rt.artifacts.open(item.artifact)
-    return StreamingResponse(iter(lambda: handle.read(65536), b""), media_type=media_type)
+    return artifact_response(request, "tts", batch_id, index)
 
 
 @router.post(
@@ -139,7 +88,7 @@ async def callback(request: Request, token: Annotated[str | None, Query(max_leng
     Applies base64 results at once; results that must be downloaded, and empty bodies (answered by asking
     RunPod for the status), are handed to a worker so RunPod gets its 200 quickly.
     """
-    rt = _runtime(request)
+    rt = runtime(request)
     batch_id, no_text, attempt_text = verify(rt.settings.secret("webhook_secret"), runpod_work.PURPOSE, token)
     no, attempt = int(no_text), int(attempt_text)
     raw = await request.body()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from datetime import datetime, timezone
 
-from fastapi_app.batches import Batch, new_batch, open_groups_due
+from fastapi_app.batch_views import as_time
+from fastapi_app.batches import Batch, new_batch, open_groups_due, request_hash
 from fastapi_app.docstore import Effects
 from fastapi_app.runtime import Runtime
 from strangler_bridge.contracts.tts import AudioFormat, TtsBatchCreate, TtsBatchStatus, TtsChunkResult
@@ -25,12 +23,6 @@ def check_limits(body: TtsBatchCreate, settings: Settings) -> None:
             raise InvalidInput(
                 f"chunks.{position}.text: at most {settings.max_text_chars} characters", field=f"chunks.{position}.text"
             )
-
-
-def body_hash(body: TtsBatchCreate) -> str:
-    """A stable hash of a request body (for idempotency checks)."""
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def create_batch(
@@ -51,7 +43,7 @@ def create_batch(
     # Every group is due for a look even before it is submitted: if the API dies between storing the batch
     # and enqueueing its submission, the reconciler submits it.
     effects = Effects(due=open_groups_due(batch, time.time() + rt.settings.reconcile_after_s))
-    idem = (idempotency_key, body_hash(body)) if idempotency_key else None
+    idem = (idempotency_key, request_hash(body)) if idempotency_key else None
     return rt.batches.create(batch, effects, idem=idem)
 
 
@@ -65,8 +57,8 @@ def to_status(batch: Batch) -> TtsBatchStatus:
         status=batch.status,
         video_id=batch.video_id,
         format=fmt,
-        created_at=_time(batch.created_at),
-        updated_at=_time(batch.updated_at),
+        created_at=as_time(batch.created_at),
+        updated_at=as_time(batch.updated_at),
         progress=batch.progress(),
         chunks=[
             TtsChunkResult(
@@ -92,7 +84,3 @@ def to_status(batch: Batch) -> TtsBatchStatus:
 def artifact_key(batch_id: str, index: int, fmt: AudioFormat) -> str:
     """Where a chunk's audio is stored."""
     return f"tts/{batch_id}/{index}.{fmt.value}"
-
-
-def _time(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, timezone.utc)

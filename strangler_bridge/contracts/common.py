@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -63,6 +64,24 @@ class ErrorResponse(BaseModel):
 
 
 JsonObject = dict[str, Any]
+
+
+class Indexed(Protocol):
+    """An input item with an optional position (a chunk, an image)."""
+
+    index: int | None
+
+
+def assign_indexes(items: Sequence[Indexed], field: str) -> None:
+    """Check that indexes are given on every item or none, and unique; number them in order when absent."""
+    given = [item.index for item in items if item.index is not None]
+    if given and len(given) != len(items):
+        raise ValueError(f"{field}: give an index on every item or on none")
+    if len(set(given)) != len(given):
+        raise ValueError(f"{field}: indexes must be unique")
+    if not given:
+        for position, item in enumerate(items):
+            item.index = position
 
 
 def utcnow() -> datetime:

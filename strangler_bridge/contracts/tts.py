@@ -7,7 +7,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from strangler_bridge.contracts.common import BatchStatus, ItemStatus, JsonObject, Progress
+from strangler_bridge.contracts.common import BatchStatus, ItemStatus, JsonObject, Progress, assign_indexes
 
 MAX_TEXT_CHARS = 20_000
 
@@ -62,14 +62,7 @@ class TtsBatchCreate(BaseModel):
 
     @model_validator(mode="after")
     def _indexes(self) -> TtsBatchCreate:
-        given = [chunk.index for chunk in self.chunks if chunk.index is not None]
-        if given and len(given) != len(self.chunks):
-            raise ValueError("chunks: give an index on every chunk or on none")
-        if len(set(given)) != len(given):
-            raise ValueError("chunks: indexes must be unique")
-        if not given:
-            for position, chunk in enumerate(self.chunks):
-                chunk.index = position
+        assign_indexes(self.chunks, "chunks")
         return self
 
     def indexed(self) -> list[tuple[int, TtsChunkIn]]:

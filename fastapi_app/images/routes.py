@@ -1,0 +1,59 @@
+"""Phase 2 HTTP routes: create, read and download image batches."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from fastapi_app import enqueueing
+from fastapi_app.auth import require_token
+from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, artifact_response, read_batch, runtime
+from fastapi_app.images import service
+from strangler_bridge.contracts.images import ImageBatchCreate, ImageBatchStatus
+
+router = APIRouter(prefix="/imagegen", tags=["imagegen"], dependencies=[Depends(require_token)])
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+@router.post(
+    "/batch", status_code=202, response_model=ImageBatchStatus, summary="Create an image batch", responses=CREATE_ERRORS
+)
+def create_batch(body: ImageBatchCreate, request: Request, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Store the batch and queue its images for Runware; answers at once with the batch status.
+
+    Repeating the request with the same ``Idempotency-Key`` and body returns the same batch (200).
+    """
+    rt = runtime(request)
+    batch, created = service.create_batch(rt, body, idempotency_key=idempotency_key)
+    if created:
+        enqueueing.submit_images(rt, batch.id)
+    return JSONResponse(service.to_status(batch).model_dump(mode="json"), status_code=202 if created else 200)
+
+
+@router.get(
+    "/batch/{batch_id}",
+    response_model=ImageBatchStatus,
+    summary="Read an image batch, optionally long-polling for a change",
+    responses=ERRORS,
+)
+async def get_batch(
+    batch_id: str,
+    request: Request,
+    wait: Annotated[float, Query(ge=0, le=60, description="Seconds to wait for a change")] = 0,
+    since: Annotated[int | None, Query(ge=0, description="Version already seen; return once it differs")] = None,
+) -> ImageBatchStatus:
+    """The batch's status; with ``wait`` the answer comes as soon as the batch changes (or is finished)."""
+    return service.to_status(await read_batch(request, "img", batch_id, wait=wait, since=since))
+
+
+@router.get(
+    "/batch/{batch_id}/images/{index}",
+    summary="Download one image",
+    response_class=Response,
+    responses={**ERRORS, 200: {"content": {"image/png": {}}, "description": "The image bytes"}},
+)
+def get_image(batch_id: str, index: int, request: Request) -> Response:
+    """Stream the image with its content type (404 until it is completed)."""
+    return artifact_response(request, "img", batch_id, index)

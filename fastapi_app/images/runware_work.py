@@ -1,0 +1,176 @@
+"""Submitting image tasks to Runware under the cluster-wide limit, and recovering unknown outcomes.
+
+Each image is one Runware task whose ``taskUUID`` is chosen and stored in the batch record *before* the
+request is sent. A worker that dies mid-request leaves the group's claim to lapse; the reconciler then asks
+Runware about that same taskUUID (``getResponse``) and only resubmits it, still with the same taskUUID, if
+Runware never got it. So an image is never paid for twice.
+
+Inside a worker, the images of a batch are requested concurrently (asyncio); across workers the Redis
+:class:`~fastapi_app.limiter.Limiter` keeps the number of in-flight Runware requests at the configured limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+import redis.asyncio as aredis
+
+from fastapi_app import enqueueing
+from fastapi_app.batches import (
+    Batch,
+    Claim,
+    GroupStatus,
+    ItemResult,
+    claim_group,
+    complete_group,
+    due_member,
+    fail_attempt,
+    reject_group,
+    release_claim,
+)
+from fastapi_app.images.service import artifact_key
+from fastapi_app.limiter import Limiter
+from fastapi_app.runtime import Runtime
+from strangler_bridge.contracts.images import ImageBatchCreate, ImageFormat
+from strangler_bridge.errors import ProviderError, ProviderRateLimited, ProviderRejected, ProviderUnavailable
+from strangler_bridge.fetch import fetch_bytes
+from strangler_bridge.providers.runware import AsyncRunwareClient, ImageTask, InferenceOutcome
+
+log = logging.getLogger(__name__)
+
+MAX_SUBMIT_ERRORS = 20
+
+
+def limiter(rt: Runtime, client: aredis.Redis) -> Limiter:
+    """The cluster-wide Runware limiter."""
+    return Limiter(client, rt.key("limiter", "runware"), rt.settings.runware_concurrency)
+
+
+def submit_batch(rt: Runtime, batch_id: str) -> None:
+    """Submit every open image of a batch (blocking; runs an event loop for the concurrent requests)."""
+    batch = rt.batches.load(batch_id)
+    if batch is None or batch.status.terminal:
+        return
+    todo = [g.no for g in batch.groups if g.status in (GroupStatus.PENDING, GroupStatus.SUBMITTING)]
+    if todo:
+        asyncio.run(_submit_many(rt, batch_id, todo))
+
+
+def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
+    """Submit (or recover) one image (blocking)."""
+    asyncio.run(_submit_many(rt, batch_id, [no]))
+
+
+async def _submit_many(rt: Runtime, batch_id: str, groups: list[int]) -> None:
+    async with (
+        aredis.Redis.from_url(rt.settings.redis_url or "") as client,
+        AsyncRunwareClient.from_settings(rt.settings, timeout_s=max(rt.settings.http_timeout_s, 60.0)) as runware,
+    ):
+        slots = limiter(rt, client)
+        await asyncio.gather(*(_submit_one(rt, runware, slots, batch_id, no) for no in groups))
+
+
+async def _submit_one(rt: Runtime, runware: AsyncRunwareClient, slots: Limiter, batch_id: str, no: int) -> None:
+    lease = max(rt.settings.reconcile_after_s, 5.0)
+    try:
+        batch, claim = rt.batches.update(
+            batch_id,
+            lambda b: claim_group(b, no, now=time.time(), lease_s=lease, new_provider_id=lambda: str(uuid.uuid4())),
+        )
+    except KeyError:
+        return
+    if claim is None or claim.provider_id is None:
+        return
+    task = _task(rt, batch, claim)
+    try:
+        async with slots.slot():
+            outcome = await runware.infer_or_recover(task, maybe_sent=claim.lapsed)
+    except ProviderRejected as exc:
+        reason = f"Runware rejected the task: {exc}"
+        rt.batches.update(batch_id, lambda b: reject_group(b, no, reason))
+        return
+    except (ProviderRateLimited, ProviderUnavailable) as exc:
+        # Never sent, or its fate is still unknown: back to pending with the same taskUUID, so the next try
+        # asks Runware first (the claim's lapse marks it "maybe sent").
+        reason = str(exc)
+        retry_at = time.time() + min(2.0 ** (batch.group(no).submit_errors + 1), 30.0)
+        rt.batches.update(
+            batch_id, lambda b: release_claim(b, claim, reason, retry_at=retry_at, max_submit_errors=MAX_SUBMIT_ERRORS)
+        )
+        return
+    except ProviderError as exc:
+        reason = str(exc)
+        rt.batches.update(batch_id, lambda b: reject_group(b, no, reason))
+        return
+    await asyncio.to_thread(apply_outcome, rt, batch_id, claim, task, outcome)
+
+
+def _task(rt: Runtime, batch: Batch, claim: Claim) -> ImageTask:
+    request = ImageBatchCreate.model_validate(batch.request)
+    image = next(img for img in request.images if img.index == claim.indexes[0])
+    return ImageTask(
+        task_uuid=claim.provider_id,
+        positive_prompt=request.prompt_for(image),
+        negative_prompt=image.negative_prompt,
+        width=request.width,
+        height=request.height,
+        model=request.model or rt.settings.runware_model,
+        output_type="URL",
+        output_format=request.format.value,
+        include_cost=True,
+        seed=image.seed,
+    )
+
+
+def apply_outcome(rt: Runtime, batch_id: str, claim: Claim, task: ImageTask, outcome: InferenceOutcome) -> None:
+    """Store the image (or record the task's error) for one claimed image: the one transition for results."""
+    index = claim.indexes[0]
+    results = outcome.results_for(task.task_uuid)
+    if results:
+        result = results[0]
+        data = result.image_bytes()
+        if data is None and result.image_url:
+            settings = rt.settings
+            data = fetch_bytes(
+                rt.http, result.image_url, allow_hosts=settings.fetch_allow_hosts, max_bytes=settings.max_fetch_bytes
+            )
+        if data:
+            fmt = ImageFormat(task.output_format)
+            key = artifact_key(batch_id, index, fmt)
+            size = rt.artifacts.put(key, data)
+            item = ItemResult(
+                index=index, artifact=key, content_type=fmt.content_type, size_bytes=size,
+                cost=sum(r.cost or 0.0 for r in results) if any(r.cost is not None for r in results) else None,
+                provider_id=task.task_uuid,
+            )  # fmt: skip
+            rt.batches.update(batch_id, lambda b: complete_group(b, claim.no, [item]))
+            return
+    error = outcome.error_for(task.task_uuid)
+    if error is None and task.task_uuid in outcome.processing:
+        return  # still running at Runware: the lapsing claim brings the reconciler back to ask again
+    reason = f"Runware {error.code}: {error.message}" if error else "Runware returned no image for the task"
+    _, again = rt.batches.update(
+        batch_id,
+        lambda b: fail_attempt(
+            b, claim.no, claim.attempt, reason, max_failures=rt.settings.provider_attempts, retry_at=time.time()
+        ),
+    )
+    if again:
+        enqueueing.submit_images(rt, batch_id)
+
+
+def reconcile_group(rt: Runtime, batch_id: str, no: int) -> None:
+    """Resolve an overdue image: submit it, or recover a lapsed submission through ``getResponse``."""
+    member = due_member("img", batch_id, no)
+    batch = rt.batches.load(batch_id)
+    if batch is None or batch.status.terminal or batch.group(no).status.terminal:
+        rt.redis.zrem(rt.batches.due_key, member)
+        return
+    group = batch.group(no)
+    if group.status is GroupStatus.SUBMITTING and (group.claim_until or 0) > time.time():
+        rt.redis.zadd(rt.batches.due_key, {member: group.claim_until or 0})
+        return
+    submit_group(rt, batch_id, no)

@@ -1,0 +1,95 @@
+"""A cluster-wide concurrency limit in Redis: a semaphore whose slots are expiring leases.
+
+Every worker (in any process, on any machine) takes a slot before each provider request and gives it back
+after. A slot is a member of a sorted set scored by its lease's expiry; a holder renews its lease while its
+request runs, so a worker that is killed simply stops renewing and its slots expire after ``lease_s``.
+Expiry uses the Redis server's clock, so workers on several machines agree on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aredis
+
+_ACQUIRE = """
+redis.replicate_commands()
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], t + tonumber(ARGV[2]), ARGV[3])
+  return 1
+end
+return 0
+"""
+
+_RENEW = """
+redis.replicate_commands()
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then
+  redis.call('ZADD', KEYS[1], t + tonumber(ARGV[1]), ARGV[2])
+  return 1
+end
+return 0
+"""
+
+_IN_USE = """
+redis.replicate_commands()
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t)
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+class Limiter:
+    """At most ``limit`` slots held at once across the cluster."""
+
+    def __init__(self, client: aredis.Redis, key: str, limit: int, *, lease_s: float = 15.0) -> None:
+        self.client = client
+        self.key = key
+        self.limit = limit
+        self.lease_s = lease_s
+        self.waited_s = 0.0  # total time spent waiting for slots (for metrics)
+
+    async def try_acquire(self, token: str) -> bool:
+        """Take a slot for ``token`` if one is free."""
+        return bool(await self.client.eval(_ACQUIRE, 1, self.key, self.limit, self.lease_s, token))
+
+    async def release(self, token: str) -> None:
+        """Give the slot back."""
+        await self.client.zrem(self.key, token)
+
+    async def in_use(self) -> int:
+        """Slots currently held (expired leases are dropped first)."""
+        return int(await self.client.eval(_IN_USE, 1, self.key))
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[float]:
+        """Hold a slot for the block; yields how long it took to get one."""
+        token = secrets.token_hex(8)
+        started = time.monotonic()
+        while not await self.try_acquire(token):
+            await asyncio.sleep(random.uniform(0.005, 0.03))
+        waited = time.monotonic() - started
+        self.waited_s += waited
+        renewer = asyncio.create_task(self._renew(token))
+        try:
+            yield waited
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            await self.release(token)
+
+    async def _renew(self, token: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            await self.client.eval(_RENEW, 1, self.key, self.lease_s, token)

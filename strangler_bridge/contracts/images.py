@@ -1,0 +1,114 @@
+"""Phase 2 contracts: image batches."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from strangler_bridge.contracts.common import BatchStatus, ItemStatus, JsonObject, Progress, assign_indexes
+
+
+class ImageFormat(str, Enum):
+    """Output image format (Runware's ``outputFormat``)."""
+
+    PNG = "PNG"
+    JPG = "JPG"
+    WEBP = "WEBP"
+
+    @property
+    def content_type(self) -> str:
+        """The MIME type served for this format."""
+        return {"PNG": "image/png", "JPG": "image/jpeg", "WEBP": "image/webp"}[self.value]
+
+    @property
+    def extension(self) -> str:
+        """File extension."""
+        return self.value.lower()
+
+
+def _dimension(value: int) -> int:
+    if not 128 <= value <= 2048 or value % 64:
+        raise ValueError("must be between 128 and 2048 and a multiple of 64")
+    return value
+
+
+class ImageIn(BaseModel):
+    """One image to generate (one segment's picture)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(..., min_length=2, max_length=3000)
+    index: int | None = Field(None, ge=0, le=100_000, description="Position in the script; defaults to order.")
+    negative_prompt: str | None = Field(None, min_length=2, max_length=3000)
+    seed: int | None = Field(None, ge=1)
+
+
+class ImageBatchCreate(BaseModel):
+    """``POST /imagegen/batch`` body."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "images": [{"prompt": "a lighthouse at dawn"}, {"prompt": "a storm over the sea"}],
+                    "width": 1024,
+                    "height": 576,
+                    "style": "watercolour",
+                    "video_id": "vid-42",
+                }
+            ]
+        },
+    )
+
+    images: list[ImageIn] = Field(..., min_length=1)
+    width: int = 1024
+    height: int = 1024
+    model: str | None = Field(None, pattern=r"^[\w.-]+:[\w.-]+@[\w.-]+$", description="Runware AIR id.")
+    style: str | None = Field(None, max_length=500, description="Appended to every prompt.")
+    format: ImageFormat = ImageFormat.PNG
+    video_id: str | None = Field(None, max_length=200)
+    metadata: JsonObject = Field(default_factory=dict)
+
+    _dimensions = field_validator("width", "height")(_dimension)
+
+    @model_validator(mode="after")
+    def _indexes(self) -> ImageBatchCreate:
+        assign_indexes(self.images, "images")
+        return self
+
+    def prompt_for(self, image: ImageIn) -> str:
+        """The prompt sent to the provider: the image's prompt plus the batch style."""
+        return f"{image.prompt}, {self.style}" if self.style else image.prompt
+
+
+class ImageResult(BaseModel):
+    """One image's state and, once completed, where to download it."""
+
+    index: int
+    status: ItemStatus
+    image_url: str | None = Field(None, description="Path on the service to download the image from.")
+    content_type: str | None = None
+    size_bytes: int | None = None
+    cost: float | None = None
+    error: str | None = None
+    provider_task_uuid: str | None = None
+    attempts: int = 0
+
+
+class ImageBatchStatus(BaseModel):
+    """``GET /imagegen/batch/{id}`` body."""
+
+    id: str
+    status: BatchStatus
+    video_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    progress: Progress
+    images: list[ImageResult]
+    cost_total: float | None = Field(None, description="Sum of the provider's reported cost (USD).")
+    version: int = 0
+    error: str | None = None
+    metadata: JsonObject = Field(default_factory=dict)
