@@ -340,6 +340,38 @@ def cancel_batch(batch: Batch, reason: str = "cancelled") -> tuple[Effects, list
     return effects, running
 
 
+def retry_failed(batch: Batch, *, now: float) -> tuple[Effects, int]:
+    """Put a failed or cancelled batch's unfinished groups back to pending; completed items are kept.
+
+    A failed group gets a fresh provider id (the old submission is spent); a cancelled one keeps a chosen id
+    (Runware's taskUUID) so work that finished after the cancel is recovered instead of paid for again.
+    Returns how many groups will be submitted again.
+    """
+    if batch.status not in (BatchStatus.FAILED, BatchStatus.CANCELLED):
+        return Effects(changed=False), 0
+    effects = Effects()
+    again = 0
+    for group in batch.groups:
+        if group.status not in (GroupStatus.FAILED, GroupStatus.CANCELLED):
+            continue
+        if group.provider_id and (group.status is GroupStatus.FAILED or batch.kind == "tts"):
+            group.previous_ids.append(group.provider_id)
+            group.provider_id = None
+        group.status = GroupStatus.PENDING
+        group.failures = group.submit_errors = 0
+        group.error = None
+        for index in group.indexes:
+            item = batch.item(index)
+            if item.status is not ItemStatus.COMPLETED:
+                item.status = ItemStatus.PENDING
+                item.error = None
+        effects.due[due_member(batch.kind, batch.id, group.no)] = now
+        again += 1
+    batch.status = BatchStatus.RUNNING
+    batch.error = None
+    return effects, again
+
+
 def _fail_group(batch: Batch, group: Group, reason: str) -> Effects:
     group.status = GroupStatus.FAILED
     group.error = reason

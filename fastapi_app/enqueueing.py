@@ -36,3 +36,14 @@ def submit_images(rt: Runtime, batch_id: str) -> None:
         rt.redis, f"{_TASKS}.submit_images", batch_id,
         prefix=rt.settings.redis_prefix, job_id=f"submit-{batch_id}", timeout_s=3600,
     )  # fmt: skip
+
+
+def advance_job(rt: Runtime, job_id: str) -> None:
+    """Move a pipeline job on to its next unfinished step."""
+    enqueue(rt.redis, f"{_TASKS}.advance_job", job_id, prefix=rt.settings.redis_prefix, job_id=f"advance-{job_id}")
+
+
+def cancel_provider_work(rt: Runtime, job_id: str) -> None:
+    """Ask the providers to stop what a cancelled job still has running."""
+    enqueue(rt.redis, f"{_TASKS}.cancel_provider_work", job_id, prefix=rt.settings.redis_prefix,
+            job_id=f"cancel-{job_id}")  # fmt: skip

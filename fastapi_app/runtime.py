@@ -11,11 +11,13 @@ import redis.asyncio as aredis
 
 from fastapi_app.batches import Batch
 from fastapi_app.docstore import DocStore
+from fastapi_app.pipeline.records import JobRecord
 from strangler_bridge.artifacts import LocalArtifactStore
 from strangler_bridge.settings import Settings
 
 if TYPE_CHECKING:
     from strangler_bridge.providers.runpod import RunPodClient
+    from strangler_bridge.providers.video import VideoClient
 
 
 @dataclass
@@ -26,9 +28,11 @@ class Runtime:
     redis: redis.Redis
     aredis: aredis.Redis
     batches: DocStore[Batch]
+    jobs: DocStore[JobRecord]
     artifacts: LocalArtifactStore
     http: httpx.Client
     _runpod: RunPodClient | None = field(default=None, repr=False)
+    _video: VideoClient | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -42,6 +46,7 @@ class Runtime:
             redis=client,
             aredis=aredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=15),
             batches=DocStore(client, settings.redis_prefix, "batch", Batch, settings.record_ttl_s),
+            jobs=DocStore(client, settings.redis_prefix, "job", JobRecord, settings.record_ttl_s),
             artifacts=LocalArtifactStore(settings.artifacts_dir),
             http=httpx.Client(timeout=settings.http_timeout_s),
         )
@@ -59,11 +64,21 @@ class Runtime:
             self._runpod = RunPodClient.from_settings(self.settings)
         return self._runpod
 
+    @property
+    def video(self) -> VideoClient:
+        """The video-service client (built on first use)."""
+        if self._video is None:
+            from strangler_bridge.providers.video import VideoClient
+
+            self._video = VideoClient.from_settings(self.settings)
+        return self._video
+
     def close(self) -> None:
         """Release sync resources."""
         self.http.close()
-        if self._runpod is not None:
-            self._runpod.close()
+        for client in (self._runpod, self._video):
+            if client is not None:
+                client.close()
         self.redis.close()
 
     async def aclose(self) -> None:

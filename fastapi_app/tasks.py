@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from fastapi_app.images import runware_work
+from fastapi_app.pipeline import orchestrator
 from fastapi_app.runtime import worker_runtime
 from fastapi_app.tts import runpod_work
 from strangler_bridge.providers.runpod import RunPodJob
@@ -33,5 +34,17 @@ def reconcile(member: str) -> None:
         runpod_work.reconcile_group(rt, record_id, int(no))
     elif kind == "img":
         runware_work.reconcile_group(rt, record_id, int(no))
+    elif kind == "job":
+        orchestrator.advance(rt, record_id)
     else:
         rt.redis.zrem(rt.batches.due_key, member)
+
+
+def advance_job(job_id: str) -> None:
+    """Move a pipeline job on."""
+    orchestrator.advance(worker_runtime(), job_id)
+
+
+def cancel_provider_work(job_id: str) -> None:
+    """Cancel a cancelled job's provider work."""
+    orchestrator.cancel_provider_work(worker_runtime(), job_id)

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     runware_model: str = Field("runware:100@1", description="Default Runware model (AIR id).")
     # --- video service (phase 3) ------------------------------------------------------------------
     video_url: str | None = Field(None, description="Base URL of the Express video service.")
+    segments_builder: str | None = Field(
+        None, description="`module:function` building segments.json from TTS durations (default: one per chunk)."
+    )
     # --- provider calls and reconciliation --------------------------------------------------------
     http_timeout_s: float = Field(10.0, gt=0, description="Timeout of each outbound HTTP call.")
     provider_attempts: int = Field(3, gt=0, description="Provider submissions per item before it fails.")

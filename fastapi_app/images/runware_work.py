@@ -19,6 +19,7 @@ import uuid
 import redis.asyncio as aredis
 
 from fastapi_app import enqueueing
+from fastapi_app.batch_ops import update_batch
 from fastapi_app.batches import (
     Batch,
     Claim,
@@ -76,7 +77,8 @@ async def _submit_many(rt: Runtime, batch_id: str, groups: list[int]) -> None:
 async def _submit_one(rt: Runtime, runware: AsyncRunwareClient, slots: Limiter, batch_id: str, no: int) -> None:
     lease = max(rt.settings.reconcile_after_s, 5.0)
     try:
-        batch, claim = rt.batches.update(
+        batch, claim = update_batch(
+            rt,
             batch_id,
             lambda b: claim_group(b, no, now=time.time(), lease_s=lease, new_provider_id=lambda: str(uuid.uuid4())),
         )
@@ -90,20 +92,22 @@ async def _submit_one(rt: Runtime, runware: AsyncRunwareClient, slots: Limiter, 
             outcome = await runware.infer_or_recover(task, maybe_sent=claim.lapsed)
     except ProviderRejected as exc:
         reason = f"Runware rejected the task: {exc}"
-        rt.batches.update(batch_id, lambda b: reject_group(b, no, reason))
+        update_batch(rt, batch_id, lambda b: reject_group(b, no, reason))
         return
     except (ProviderRateLimited, ProviderUnavailable) as exc:
         # Never sent, or its fate is still unknown: back to pending with the same taskUUID, so the next try
         # asks Runware first (the claim's lapse marks it "maybe sent").
         reason = str(exc)
         retry_at = time.time() + min(2.0 ** (batch.group(no).submit_errors + 1), 30.0)
-        rt.batches.update(
-            batch_id, lambda b: release_claim(b, claim, reason, retry_at=retry_at, max_submit_errors=MAX_SUBMIT_ERRORS)
+        update_batch(
+            rt,
+            batch_id,
+            lambda b: release_claim(b, claim, reason, retry_at=retry_at, max_submit_errors=MAX_SUBMIT_ERRORS),
         )
         return
     except ProviderError as exc:
         reason = str(exc)
-        rt.batches.update(batch_id, lambda b: reject_group(b, no, reason))
+        update_batch(rt, batch_id, lambda b: reject_group(b, no, reason))
         return
     await asyncio.to_thread(apply_outcome, rt, batch_id, claim, task, outcome)
 
@@ -146,13 +150,14 @@ def apply_outcome(rt: Runtime, batch_id: str, claim: Claim, task: ImageTask, out
                 cost=sum(r.cost or 0.0 for r in results) if any(r.cost is not None for r in results) else None,
                 provider_id=task.task_uuid,
             )  # fmt: skip
-            rt.batches.update(batch_id, lambda b: complete_group(b, claim.no, [item]))
+            update_batch(rt, batch_id, lambda b: complete_group(b, claim.no, [item]))
             return
     error = outcome.error_for(task.task_uuid)
     if error is None and task.task_uuid in outcome.processing:
         return  # still running at Runware: the lapsing claim brings the reconciler back to ask again
     reason = f"Runware {error.code}: {error.message}" if error else "Runware returned no image for the task"
-    _, again = rt.batches.update(
+    _, again = update_batch(
+        rt,
         batch_id,
         lambda b: fail_attempt(
             b, claim.no, claim.attempt, reason, max_failures=rt.settings.provider_attempts, retry_at=time.time()

@@ -14,6 +14,7 @@ import time
 import httpx
 
 from fastapi_app import enqueueing
+from fastapi_app.batch_ops import update_batch
 from fastapi_app.batches import (
     GroupStatus,
     ItemResult,
@@ -70,7 +71,7 @@ def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
     now = time.time()
     lease = rt.settings.reconcile_after_s
     try:
-        batch, claim = rt.batches.update(batch_id, lambda b: claim_group(b, no, now=now, lease_s=lease))
+        batch, claim = update_batch(rt, batch_id, lambda b: claim_group(b, no, now=now, lease_s=lease))
     except KeyError:
         return
     if claim is None:
@@ -86,7 +87,7 @@ def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
     except ProviderRejected as exc:
         reason = str(exc)
         log.warning("runpod rejected batch %s group %s: %s", batch_id, no, reason)
-        rt.batches.update(batch_id, lambda b: reject_group(b, no, reason))
+        update_batch(rt, batch_id, lambda b: reject_group(b, no, reason))
         return
     except ProviderError as exc:
         if _outcome_unknown(exc):
@@ -94,11 +95,14 @@ def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
             return
         reason = str(exc)
         retry_at = time.time() + min(2.0 ** (batch.group(no).submit_errors + 1), 60.0)
-        rt.batches.update(
-            batch_id, lambda b: release_claim(b, claim, reason, retry_at=retry_at, max_submit_errors=MAX_SUBMIT_ERRORS)
+        update_batch(
+            rt,
+            batch_id,
+            lambda b: release_claim(b, claim, reason, retry_at=retry_at, max_submit_errors=MAX_SUBMIT_ERRORS),
         )
         return
-    rt.batches.update(
+    update_batch(
+        rt,
         batch_id,
         lambda b: record_submission(b, claim, job.id, now=time.time(), reconcile_after_s=rt.settings.reconcile_after_s),
     )
@@ -128,15 +132,15 @@ def apply_job(rt: Runtime, batch_id: str, no: int, attempt: int, job: RunPodJob)
         except ProviderRejected as exc:
             _fail(rt, batch_id, no, attempt, f"unusable RunPod output: {exc.message}")
             return
-        rt.batches.update(batch_id, lambda b: complete_group(b, no, results))
+        update_batch(rt, batch_id, lambda b: complete_group(b, no, results))
         return
     _fail(rt, batch_id, no, attempt, describe_failure(job))
 
 
 def _fail(rt: Runtime, batch_id: str, no: int, attempt: int, reason: str) -> None:
     max_failures = rt.settings.provider_attempts
-    _, again = rt.batches.update(
-        batch_id, lambda b: fail_attempt(b, no, attempt, reason, max_failures=max_failures, retry_at=time.time())
+    _, again = update_batch(
+        rt, batch_id, lambda b: fail_attempt(b, no, attempt, reason, max_failures=max_failures, retry_at=time.time())
     )
     if again:
         enqueueing.submit_tts(rt, batch_id)

@@ -1,0 +1,159 @@
+"""Phase 3 HTTP routes: the whole pipeline behind ``POST /jobs``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from fastapi_app import enqueueing
+from fastapi_app.auth import require_token
+from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, runtime
+from fastapi_app.batches import Batch
+from fastapi_app.changes import wait_for_change
+from fastapi_app.pipeline import service
+from fastapi_app.pipeline.orchestrator import VIDEO_PURPOSE
+from fastapi_app.pipeline.records import JobRecord
+from fastapi_app.runtime import Runtime
+from fastapi_app.signing import verify
+from strangler_bridge.contracts.common import ErrorResponse
+from strangler_bridge.contracts.jobs import JobCreate, JobStatus
+from strangler_bridge.errors import NotFound
+from strangler_bridge.ids import is_valid_id
+
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_token)])
+callbacks = APIRouter(tags=["jobs"])
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    409: {"model": ErrorResponse, "description": "The job is not in a state that allows this"},
+}
+
+
+def _check(job_id: str) -> str:
+    if not is_valid_id(job_id, "job"):
+        raise NotFound(f"no job {job_id!r}")
+    return job_id
+
+
+async def _status(rt: Runtime, job: JobRecord) -> JobStatus:
+    batches: dict[str, Batch] = {}
+    for step in job.steps:
+        if step.batch_id:
+            raw = await rt.aredis.get(rt.batches.key(step.batch_id))
+            if raw is not None:
+                batches[step.batch_id] = Batch.model_validate_json(raw)
+    return service.to_status(job, batches)
+
+
+def _load(rt: Runtime, job_id: str) -> JobRecord:
+    job = rt.jobs.load(_check(job_id))
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return job
+
+
+@router.post("", status_code=202, response_model=JobStatus, summary="Create a pipeline job", responses=CREATE_ERRORS)
+async def create_job(body: JobCreate, request: Request, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Store the job and start it: TTS, then segments.json, then images, then the video render.
+
+    Repeating the request with the same ``Idempotency-Key`` and body returns the same job (200).
+    """
+    rt = runtime(request)
+    job, created = await run_in_threadpool(service.create_job, rt, body, idempotency_key=idempotency_key)
+    if created:
+        await run_in_threadpool(enqueueing.advance_job, rt, job.id)
+    status = await _status(rt, job)
+    return JSONResponse(status.model_dump(mode="json"), status_code=202 if created else 200)
+
+
+@router.get("/{job_id}", response_model=JobStatus, summary="Read a job, optionally long-polling", responses=ERRORS)
+async def get_job(
+    job_id: str,
+    request: Request,
+    wait: Annotated[float, Query(ge=0, le=60, description="Seconds to wait for a change")] = 0,
+    since: Annotated[int | None, Query(ge=0, description="Version already seen; return once it differs")] = None,
+) -> JobStatus:
+    """The job with per-step status and progress; with ``wait``, as soon as the job changes (or finishes).
+
+    Progress inside a step (chunks or images done) does not change the job's version; poll with a short
+    ``wait`` to follow it.
+    """
+    rt = runtime(request)
+    _check(job_id)
+
+    async def load() -> JobRecord | None:
+        raw = await rt.aredis.get(rt.jobs.key(job_id))
+        return None if raw is None else JobRecord.model_validate_json(raw)
+
+    job = await wait_for_change(
+        request.app.state.changes, job_id, load,
+        version=lambda j: j.version, final=lambda j: j.status.terminal, since=since, wait_s=wait,
+    )  # fmt: skip
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return await _status(rt, job)
+
+
+@router.post("/{job_id}/retry", response_model=JobStatus, summary="Resume a failed job", responses=CONFLICT)
+async def retry_job(job_id: str, request: Request) -> JobStatus:
+    """Resume from the first unfinished step, reusing every chunk, image and file already produced."""
+    rt = runtime(request)
+    job = await run_in_threadpool(service.retry, rt, _check(job_id))
+    return await _status(rt, job)
+
+
+@router.post("/{job_id}/cancel", response_model=JobStatus, summary="Cancel a job", responses=CONFLICT)
+async def cancel_job(job_id: str, request: Request) -> JobStatus:
+    """Stop new submissions now and cancel provider work where the provider allows it."""
+    rt = runtime(request)
+    job = await run_in_threadpool(service.cancel, rt, _check(job_id))
+    return await _status(rt, job)
+
+
+def _artifact(rt: Runtime, key: str | None, what: str, media_type: str) -> Response:
+    path = rt.artifacts.local_path(key) if key else None
+    if key is None or path is None or not path.is_file():
+        raise NotFound(f"{what} is not ready")
+    return FileResponse(path, media_type=media_type, filename=path.name)
+
+
+@router.get(
+    "/{job_id}/segments.json",
+    summary="The job's segments.json (the gate before images)",
+    response_class=Response,
+    responses={**ERRORS, 200: {"content": {"application/json": {}}}},
+)
+def get_segments(job_id: str, request: Request) -> Response:
+    """Segments with start/end times from the TTS durations and one image prompt each."""
+    rt = runtime(request)
+    return _artifact(rt, _load(rt, job_id).segments_key, "segments.json", "application/json")
+
+
+@router.get(
+    "/{job_id}/video",
+    summary="The rendered video",
+    response_class=Response,
+    responses={**ERRORS, 200: {"content": {"video/mp4": {}}}},
+)
+def get_video(job_id: str, request: Request) -> Response:
+    """The video file, once the job is completed."""
+    rt = runtime(request)
+    return _artifact(rt, _load(rt, job_id).video_key, "the video", "video/mp4")
+
+
+@callbacks.post(
+    "/video/callback",
+    summary="Video service callback receiver",
+    responses={401: {"model": ErrorResponse, "description": "Missing, forged or expired token"}},
+)
+async def video_callback(
+    request: Request, token: Annotated[str | None, Query(max_length=2000)] = None
+) -> dict[str, str]:
+    """Authenticated by the signed token naming the job; wakes the job, which asks the service for the result."""
+    rt = runtime(request)
+    (job_id,) = verify(rt.settings.secret("webhook_secret"), VIDEO_PURPOSE, token)
+    await run_in_threadpool(enqueueing.advance_job, rt, job_id)
+    return {"status": "queued"}

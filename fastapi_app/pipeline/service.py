@@ -1,0 +1,111 @@
+"""Creating, reading, retrying and cancelling pipeline jobs."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from fastapi_app import enqueueing
+from fastapi_app.batch_ops import update_batch
+from fastapi_app.batch_views import as_time
+from fastapi_app.batches import Batch, cancel_batch, request_hash, retry_failed
+from fastapi_app.docstore import Effects
+from fastapi_app.pipeline.records import JobRecord, cancel_job, job_due, retry_job
+from fastapi_app.runtime import Runtime
+from strangler_bridge.contracts.common import BatchStatus, ItemStatus, Progress
+from strangler_bridge.contracts.jobs import JobCreate, JobStatus, StepName, StepStatus
+from strangler_bridge.errors import Conflict, InvalidInput, NotFound
+from strangler_bridge.ids import new_id
+
+
+def create_job(rt: Runtime, body: JobCreate, *, idempotency_key: str | None) -> tuple[JobRecord, bool]:
+    """Store a new job (or find the one made under the same idempotency key). Returns ``(job, created)``."""
+    settings = rt.settings
+    if len(body.chunks) > settings.max_chunks:
+        raise InvalidInput(f"chunks: at most {settings.max_chunks} chunks per job", field="chunks")
+    for position, chunk in enumerate(body.chunks):
+        if len(chunk.text) > settings.max_text_chars:
+            raise InvalidInput(
+                f"chunks.{position}.text: at most {settings.max_text_chars} characters", field=f"chunks.{position}.text"
+            )
+    job = JobRecord(id=new_id("job"), request=body.model_dump(mode="json"), video_id=body.video_id)
+    effects = Effects(due={job_due(job.id): time.time() + settings.reconcile_after_s})
+    idem = (idempotency_key, request_hash(body)) if idempotency_key else None
+    return rt.jobs.create(job, effects, idem=idem)
+
+
+def to_status(job: JobRecord, batches: dict[str, Batch]) -> JobStatus:
+    """The public view of a job; ``batches`` are its steps' batches, for per-step progress."""
+    steps = []
+    for record in job.steps:
+        batch = batches.get(record.batch_id or "")
+        done = record.status is ItemStatus.COMPLETED
+        progress = batch.progress() if batch else Progress(done=int(done), total=1)
+        finished = record.finished_at
+        steps.append(
+            StepStatus(
+                name=record.name, status=record.status, attempts=record.attempts,
+                started_at=as_time(record.started_at) if record.started_at else None,
+                finished_at=as_time(finished) if finished else None,
+                duration_s=round(finished - record.started_at, 3) if finished and record.started_at else None,
+                progress=progress, batch_id=record.batch_id, provider_ids=record.provider_ids,
+                cost=record.cost if record.cost is not None else (batch.total_cost if batch else None),
+                error=record.error,
+            )
+        )  # fmt: skip
+    costs = [step.cost for step in steps if step.cost is not None]
+    current = job.current()
+    return JobStatus(
+        id=job.id,
+        status=job.status,
+        video_id=job.video_id,
+        created_at=as_time(job.created_at),
+        updated_at=as_time(job.updated_at),
+        current_step=current.name if current and not job.status.terminal else None,
+        steps=steps,
+        progress=Progress(
+            done=sum(s.status is ItemStatus.COMPLETED for s in steps),
+            failed=sum(s.status is ItemStatus.FAILED for s in steps),
+            total=len(steps),
+        ),
+        segments_url=f"/jobs/{job.id}/segments.json" if job.segments_key else None,
+        video_url=f"/jobs/{job.id}/video" if job.video_key else None,
+        cost_total=round(sum(costs), 6) if costs else None,
+        version=job.version,
+        error=job.error,
+        metadata=JobCreate.model_validate(job.request).metadata,
+    )
+
+
+def retry(rt: Runtime, job_id: str) -> JobRecord:
+    """Resume a failed or cancelled job from its first unfinished step, reusing everything already made."""
+    try:
+        job, step = rt.jobs.update(job_id, retry_job)
+    except KeyError:
+        raise NotFound(f"no job {job_id!r}") from None
+    if step is None:
+        raise Conflict(f"job {job_id} is {job.status.value}; only failed or cancelled jobs can be retried")
+    for name in (StepName.TTS, StepName.IMAGEGEN):
+        batch_id = job.step(name).batch_id
+        if batch_id and job.step(name).status is not ItemStatus.COMPLETED:
+            try:
+                update_batch(rt, batch_id, lambda b: retry_failed(b, now=time.time()))
+            except KeyError:
+                pass  # expired: the step makes a new batch
+    enqueueing.advance_job(rt, job_id)
+    return job
+
+
+def cancel(rt: Runtime, job_id: str) -> JobRecord:
+    """Stop new submissions at once; provider work still running is cancelled by a worker."""
+    try:
+        job, running = rt.jobs.update(job_id, lambda j: cancel_job(j, now=time.time()))
+    except KeyError:
+        raise NotFound(f"no job {job_id!r}") from None
+    if job.status is not BatchStatus.CANCELLED:
+        raise Conflict(f"job {job_id} is already {job.status.value}")
+    if running is not None and running.batch_id:
+        with contextlib.suppress(KeyError):
+            update_batch(rt, running.batch_id, cancel_batch)
+    enqueueing.cancel_provider_work(rt, job_id)
+    return job

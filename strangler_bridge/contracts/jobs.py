@@ -1,0 +1,127 @@
+"""Phase 3 contracts: whole pipeline jobs (``tts -> segments -> imagegen -> video``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from strangler_bridge.contracts.common import BatchStatus, ItemStatus, JsonObject, Progress, assign_indexes
+from strangler_bridge.contracts.images import ImageFormat, _dimension
+from strangler_bridge.contracts.tts import MAX_TEXT_CHARS
+
+
+class StepName(str, Enum):
+    """The pipeline's steps, in order."""
+
+    TTS = "tts"
+    SEGMENTS = "segments"
+    IMAGEGEN = "imagegen"
+    VIDEO = "video"
+
+
+STEP_ORDER = (StepName.TTS, StepName.SEGMENTS, StepName.IMAGEGEN, StepName.VIDEO)
+
+
+class JobChunk(BaseModel):
+    """One chunk of the script: narrated text and, optionally, the prompt of its picture."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS)
+    index: int | None = Field(None, ge=0, le=100_000)
+    voice: str | None = Field(None, min_length=1, max_length=100)
+    image_prompt: str | None = Field(None, min_length=2, max_length=3000, description="Defaults to the text.")
+
+
+class ImageOptions(BaseModel):
+    """How the pictures are made."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = 1024
+    height: int = 576
+    model: str | None = Field(None, pattern=r"^[\w.-]+:[\w.-]+@[\w.-]+$")
+    format: ImageFormat = ImageFormat.PNG
+
+    _dimensions = field_validator("width", "height")(_dimension)
+
+
+class VideoOptions(BaseModel):
+    """How the video is rendered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(1280, ge=16, le=7680)
+    height: int = Field(720, ge=16, le=4320)
+    fps: int = Field(25, ge=1, le=120)
+
+
+class JobCreate(BaseModel):
+    """``POST /jobs`` body."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "chunks": [
+                        {"text": "The lighthouse keeper woke before dawn.", "image_prompt": "a lighthouse at dawn"},
+                        {"text": "A storm was coming."},
+                    ],
+                    "voice": "narrator",
+                    "image_style": "watercolour",
+                    "video_id": "vid-42",
+                }
+            ]
+        },
+    )
+
+    chunks: list[JobChunk] = Field(..., min_length=1)
+    voice: str = Field("default", min_length=1, max_length=100)
+    image_style: str | None = Field(None, max_length=500)
+    images: ImageOptions = Field(default_factory=ImageOptions)
+    video: VideoOptions = Field(default_factory=VideoOptions)
+    video_id: str | None = Field(None, max_length=200)
+    metadata: JsonObject = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _indexes(self) -> JobCreate:
+        assign_indexes(self.chunks, "chunks")
+        return self
+
+
+class StepStatus(BaseModel):
+    """One step of a job."""
+
+    name: StepName
+    status: ItemStatus = ItemStatus.PENDING
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+    progress: Progress = Field(default_factory=Progress)
+    batch_id: str | None = None
+    provider_ids: list[str] = Field(default_factory=list)
+    cost: float | None = None
+    error: str | None = None
+
+
+class JobStatus(BaseModel):
+    """``GET /jobs/{id}`` body."""
+
+    id: str
+    status: BatchStatus
+    video_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    current_step: StepName | None = None
+    steps: list[StepStatus]
+    progress: Progress = Field(description="Steps done, failed and total.")
+    segments_url: str | None = None
+    video_url: str | None = None
+    cost_total: float | None = None
+    version: int = 0
+    error: str | None = None
+    metadata: JsonObject = Field(default_factory=dict)
