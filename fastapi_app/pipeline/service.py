@@ -87,11 +87,10 @@ def retry(rt: Runtime, job_id: str) -> JobRecord:
         raise Conflict(f"job {job_id} is {job.status.value}; only failed or cancelled jobs can be retried")
     for name in (StepName.TTS, StepName.IMAGEGEN):
         batch_id = job.step(name).batch_id
+        # An expired batch (KeyError) fails the step again with that reason.
         if batch_id and job.step(name).status is not ItemStatus.COMPLETED:
-            try:
+            with contextlib.suppress(KeyError):
                 update_batch(rt, batch_id, lambda b: retry_failed(b, now=time.time()))
-            except KeyError:
-                pass  # expired: the step makes a new batch
     enqueueing.advance_job(rt, job_id)
     return job
 
