@@ -1,10 +1,71 @@
-"""The ``/strangler`` blueprint."""
+"""The ``/strangler`` blueprint: the bridge's own health and a JSON view of fallbacks and shadow results.
+
+Both views show no secrets, but they do show video ids and service errors: on a public app, guard them
+with the app's own auth (e.g. an ``app.before_request`` hook that checks ``request.blueprint``).
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import time
+from typing import Any
+
+from flask import Blueprint, current_app, request
+
+from flask_plugin.events import EventKind
+from flask_plugin.state import get_state
+from strangler_bridge.flags import effective_mode
+
+BLUEPRINT_NAME = "strangler_bridge"
+#: The health view asks the service once, this long at most.
+HEALTH_TIMEOUT_S = 1.0
+SHADOW_PROBLEMS = (EventKind.SHADOW_MISMATCH, EventKind.SHADOW_ERROR, EventKind.SHADOW_SKIPPED)
 
 
 def create_blueprint() -> Blueprint:
     """A new blueprint (one per app, so nothing is shared between apps)."""
-    return Blueprint("strangler_bridge", __name__, url_prefix="/strangler")
+    bp = Blueprint(BLUEPRINT_NAME, __name__, url_prefix="/strangler")
+    bp.add_url_rule("/health", "health", _health, methods=["GET"])
+    bp.add_url_rule("/events", "events", _events, methods=["GET"])
+    return bp
+
+
+def _health() -> dict[str, Any]:
+    """``GET /strangler/health[?video_id=...]``: can the service be reached, and which flags are in force.
+
+    Always 200: the legacy app works whatever the service's state. With ``video_id``, each phase also
+    shows the mode that video gets.
+    """
+    state = get_state(current_app)
+    started = time.monotonic()
+    service: dict[str, Any] = {"url": state.client.base_url}
+    try:
+        status = state.client.readiness(timeout_s=HEALTH_TIMEOUT_S)
+    except Exception as exc:  # the health view reports failures, it never raises them
+        service.update(reachable=False, ready=False, error=str(exc))
+    else:
+        service.update(reachable=True, ready=status == 200, status_code=status)
+    service["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
+
+    snapshot = state.flags.snapshot()
+    video_id = request.args.get("video_id")
+    phases = {}
+    for phase, flag in snapshot.flags.items():
+        entry = flag.model_dump(mode="json")
+        if video_id is not None:
+            entry["effective"] = effective_mode(flag, video_id).value
+        phases[phase.value] = entry
+    flags = {"source": snapshot.source, "version": snapshot.version, "error": snapshot.error, "phases": phases}
+    if video_id is not None:
+        flags["video_id"] = video_id
+    return {"status": "ok" if service.get("ready") else "degraded", "service": service, "flags": flags}
+
+
+def _events() -> dict[str, Any]:
+    """``GET /strangler/events[?limit=N]``: counters per phase, recent fallbacks and shadow problems."""
+    state = get_state(current_app)
+    limit = min(max(request.args.get("limit", 50, type=int) or 0, 0), 200)
+    return {
+        "counters": state.events.counters(),
+        "fallbacks": [e.to_dict() for e in state.events.recent([EventKind.FALLBACK], limit)],
+        "shadow": [e.to_dict() for e in state.events.recent(SHADOW_PROBLEMS, limit)],
+    }

@@ -1,33 +1,132 @@
-"""The Flask extension: ``StranglerBridge(app)`` or ``bridge.init_app(app)``."""
+"""The Flask extension: ``StranglerBridge(app)`` or ``bridge.init_app(app)`` in an app factory.
+
+The extension object holds no app and no per-app state: everything lives in
+``app.extensions["strangler_bridge"]`` (a :class:`BridgeState`), found through ``flask.current_app`` at call
+time. So ``@bridge.step("tts")`` can decorate legacy functions at import time, before any app exists.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, ParamSpec, TypeVar, cast
 
 from flask import Flask
 
+from flask_plugin.adapters import StepAdapter, TtsAdapter
 from flask_plugin.blueprint import create_blueprint
-from strangler_bridge.settings import Settings
+from flask_plugin.client import BridgeClient
+from flask_plugin.events import EventLog
+from flask_plugin.flag_cache import FlagCache
+from flask_plugin.shadow import ShadowRunner
+from flask_plugin.state import EXTENSION_KEY, BridgeState, current_state, get_state
+from flask_plugin.step import StepRouter
+from strangler_bridge.contracts.flags import FlagMode, Phase
+from strangler_bridge.errors import ConfigError
+from strangler_bridge.flags import effective_mode
+from strangler_bridge.http import NO_RETRY
+from strangler_bridge.settings import Settings, env_name
 
-EXTENSION_KEY = "strangler_bridge"
+#: A flag fetch may hold up one request at most this long (then the last known flags are used).
+FLAG_FETCH_TIMEOUT_S = 1.0
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_DEFAULT_ADAPTERS: dict[Phase, Callable[[], StepAdapter[Any, Any]]] = {Phase.TTS: TtsAdapter}
 
 
-@dataclass
-class BridgeState:
-    """What the extension keeps per app, in ``app.extensions["strangler_bridge"]``."""
+def load_settings(config: Mapping[str, Any]) -> Settings:
+    """The Flask side's settings from ``STRANGLER_*`` config keys, then the environment.
 
-    settings: Settings
+    Raises :class:`ConfigError` saying what to set when the service URL or token is missing.
+    """
+    # env="dev": the production check in Settings.load() demands the service's own settings (Redis, ...).
+    settings = Settings.from_mapping(config, env="dev")
+    missing = [env_name(name) for name in ("service_url", "service_token") if not getattr(settings, name)]
+    if missing:
+        raise ConfigError(
+            f"StranglerBridge needs {' and '.join(missing)}: set {env_name('service_url')} to the base URL of the "
+            f"strangler-bridge service (e.g. http://127.0.0.1:8000) and {env_name('service_token')} to one of the "
+            f"service's {env_name('api_tokens')}, in app.config or in the environment"
+        )
+    if not str(settings.service_url).startswith(("http://", "https://")):
+        raise ConfigError(f"{env_name('service_url')} must be an http:// or https:// URL, got {settings.service_url!r}")
+    return settings
 
 
 class StranglerBridge:
-    """Routes the legacy app's GPU steps to the strangler-bridge service, per phase flag."""
+    """Routes the legacy app's GPU steps to the strangler-bridge service, per phase flag.
 
-    def __init__(self, app: Flask | None = None) -> None:
+    ``client`` replaces the HTTP client built from config (tests pass one with a mock transport).
+    ``url_prefix`` is where the ``/strangler`` blueprint goes (``None``: do not register it).
+    """
+
+    def __init__(
+        self, app: Flask | None = None, *, client: BridgeClient | None = None, url_prefix: str | None = "/strangler"
+    ) -> None:
         if app is not None:
-            self.init_app(app)
+            self.init_app(app, client=client, url_prefix=url_prefix)
 
-    def init_app(self, app: Flask) -> None:
-        """Read ``STRANGLER_*`` config (falling back to the environment) and register the blueprint."""
-        settings = Settings.from_mapping(app.config)
-        app.extensions[EXTENSION_KEY] = BridgeState(settings=settings)
-        app.register_blueprint(create_blueprint())
+    def init_app(
+        self, app: Flask, *, client: BridgeClient | None = None, url_prefix: str | None = "/strangler"
+    ) -> None:
+        """Read ``STRANGLER_*`` config (falling back to the environment), set up per-app state, add the blueprint."""
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError("StranglerBridge.init_app() was already called for this app")
+        settings = load_settings(app.config)
+        client = client or BridgeClient.from_settings(settings)
+        flags = FlagCache(
+            lambda: client.get_flags(timeout_s=FLAG_FETCH_TIMEOUT_S, policy=NO_RETRY),
+            ttl_s=settings.flags_cache_s,
+            static=settings.flags,
+        )
+        app.extensions[EXTENSION_KEY] = BridgeState(settings, client, flags, EventLog(), ShadowRunner())
+        if url_prefix is not None:
+            app.register_blueprint(create_blueprint(), url_prefix=url_prefix)
+
+    def step(
+        self, phase: Phase | str, adapter: StepAdapter[Any, Any] | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate a legacy function so each call is answered per the phase's flag (see ``flask_plugin.step``).
+
+        ``adapter`` translates the function's arguments and result; ``tts`` has a default
+        (:class:`TtsAdapter`). The legacy function stays reachable as ``wrapped.__wrapped__``.
+        """
+        phase = _phase(phase)
+        if adapter is None:
+            if phase not in _DEFAULT_ADAPTERS:
+                raise ConfigError(f"no built-in adapter for phase {phase.value!r} yet: pass adapter=<a StepAdapter>")
+            adapter = _DEFAULT_ADAPTERS[phase]()
+        elif adapter.phase is not phase:
+            raise ConfigError(f"{type(adapter).__name__} is for phase {adapter.phase.value!r}, not {phase.value!r}")
+        chosen = adapter
+
+        def decorate(func: Callable[P, R]) -> Callable[P, R]:
+            chosen.check(func)
+            router = StepRouter(phase, chosen, func, current_state)
+
+            @functools.wraps(func)
+            def routed(*args: P.args, **kwargs: P.kwargs) -> R:
+                return cast(R, router(args, kwargs))
+
+            return routed
+
+        return decorate
+
+    @staticmethod
+    def state(app: Flask | None = None) -> BridgeState:
+        """The per-app state of ``app`` (default: the current app)."""
+        return get_state(app)
+
+    def mode(self, phase: Phase | str, video_id: str | None) -> FlagMode:
+        """The mode that applies to ``video_id`` for ``phase`` right now (for code that routes by hand)."""
+        return effective_mode(self.state().flags.get(_phase(phase)), video_id)
+
+
+def _phase(value: Phase | str) -> Phase:
+    try:
+        return Phase(value)
+    except ValueError:
+        names = ", ".join(p.value for p in Phase)
+        raise ConfigError(f"unknown phase {value!r}: use one of {names}") from None

@@ -1,0 +1,49 @@
+"""Per-app state of the extension, kept in ``app.extensions["strangler_bridge"]`` (never on the extension)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from flask import Flask, current_app, has_app_context
+
+from flask_plugin.client import BridgeClient
+from flask_plugin.events import EventLog
+from flask_plugin.flag_cache import FlagCache
+from flask_plugin.shadow import ShadowRunner
+from strangler_bridge.settings import Settings
+
+EXTENSION_KEY = "strangler_bridge"
+
+
+@dataclass
+class BridgeState:
+    """What the extension keeps per app."""
+
+    settings: Settings
+    client: BridgeClient
+    flags: FlagCache
+    events: EventLog
+    shadow: ShadowRunner
+
+    def close(self) -> None:
+        """Stop the shadow threads and close the HTTP client (tests, or a clean shutdown)."""
+        self.shadow.close()
+        self.client.close()
+
+
+def current_state() -> BridgeState | None:
+    """The current app's state, or ``None`` outside an app context or in an app without the extension."""
+    if not has_app_context():
+        return None
+    return cast("BridgeState | None", current_app.extensions.get(EXTENSION_KEY))
+
+
+def get_state(app: Flask | None = None) -> BridgeState:
+    """The state of ``app`` (default: the current app); ``RuntimeError`` saying what to do if there is none."""
+    if app is None and not has_app_context():
+        raise RuntimeError("no Flask app context: pass the app, or call inside a request or app.app_context()")
+    target = app or current_app
+    if EXTENSION_KEY not in target.extensions:
+        raise RuntimeError(f"StranglerBridge is not set up on app {target.name!r}: call bridge.init_app(app)")
+    return cast(BridgeState, target.extensions[EXTENSION_KEY])
