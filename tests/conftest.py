@@ -63,7 +63,7 @@ def redis_client(settings: Settings) -> Iterator[object]:
 @pytest.fixture
 def children(tmp_path: Path) -> Iterator[Callable[..., object]]:
     """Start child processes (``strangler-bridge <args>``) that are stopped after the test."""
-    from tests.support.processes import Child
+    from strangler_bridge.cli.processes import Child
 
     started: list[Child] = []
 

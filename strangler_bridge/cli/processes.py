@@ -1,4 +1,4 @@
-"""Child processes for integration and e2e tests: workers, API servers, simulators."""
+"""Child processes of ``strangler-bridge`` (API servers, workers) for the dev stack, the demo and tests."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 
 from strangler_bridge.settings import Settings
-from tests.support.waiting import wait_for
 
 
 class Child:
-    """A child process started with the test's settings in its environment; its output goes to a log file."""
+    """A `strangler-bridge` child process with settings in its environment; its output goes to a log file."""
 
     def __init__(self, args: list[str], settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None):
         env = {k: v for k, v in os.environ.items() if not k.startswith("STRANGLER_")}
@@ -25,7 +25,7 @@ class Child:
         self.args = args
         self.log_path = log_path
         self._log = log_path.open("ab")
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # noqa: S603  (our own executable and arguments)
             [sys.executable, "-m", "strangler_bridge.cli.main", *args],
             env=env,
             stdout=self._log,
@@ -58,13 +58,17 @@ class Child:
         return self.log_path.read_text(errors="replace")
 
 
-def wait_http_ok(url: str, timeout: float = 20.0) -> None:
-    """Wait until ``GET url`` answers 200."""
-
-    def ok() -> bool:
+def wait_http_ok(url: str, timeout: float = 20.0, child: Child | None = None) -> None:
+    """Wait until ``GET url`` answers 200 (failing early if ``child`` exits)."""
+    deadline = time.monotonic() + timeout
+    while True:
         try:
-            return httpx.get(url, timeout=1.0).status_code == 200
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
         except httpx.HTTPError:
-            return False
-
-    wait_for(ok, timeout=timeout, what=f"{url} to answer 200")
+            pass
+        if child is not None and not child.alive():
+            raise RuntimeError(f"{' '.join(child.args)} exited early:\n{child.output()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer 200 within {timeout} s")
+        time.sleep(0.05)

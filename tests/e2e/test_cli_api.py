@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from strangler_bridge.cli.processes import wait_http_ok
 from strangler_bridge.cli.redis_server import free_port
 from strangler_bridge.settings import Settings
-from tests.support.processes import wait_http_ok
 
 pytestmark = pytest.mark.e2e
 

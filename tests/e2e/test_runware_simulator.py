@@ -14,11 +14,11 @@ import pytest
 from fastapi import FastAPI, Request, Response
 from PIL import Image
 
+from strangler_bridge.cli.processes import Child, wait_http_ok
 from strangler_bridge.cli.redis_server import free_port
 from strangler_bridge.cli.servers import ThreadedServer
 from strangler_bridge.settings import Settings
 from strangler_bridge.simulators.runware import RunwareSimConfig, create_app
-from tests.support.processes import Child, wait_http_ok
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
