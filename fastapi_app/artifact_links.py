@@ -19,8 +19,15 @@ from strangler_bridge.contracts.common import ErrorResponse
 from strangler_bridge.errors import NotFound, Unauthorized
 
 PURPOSE = "artifact"
-CONTENT_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "png": "image/png", "jpg": "image/jpeg",
-                 "webp": "image/webp", "json": "application/json", "mp4": "video/mp4"}  # fmt: skip
+CONTENT_TYPES = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "webp": "image/webp",
+    "json": "application/json",
+    "mp4": "video/mp4",
+}
 
 router = APIRouter(tags=["artifacts"])
 

@@ -184,9 +184,13 @@ def claim_group(
     for index in group.indexes:
         batch.item(index).status = ItemStatus.SUBMITTED
     claim = Claim(
-        no=no, attempt=group.attempt, token=group.claim, indexes=list(group.indexes),
-        provider_id=group.provider_id, lapsed=lapsed,
-    )  # fmt: skip
+        no=no,
+        attempt=group.attempt,
+        token=group.claim,
+        indexes=list(group.indexes),
+        provider_id=group.provider_id,
+        lapsed=lapsed,
+    )
     return Effects(due={due_member(batch.kind, batch.id, no): group.claim_until}), claim
 
 

@@ -16,26 +16,40 @@ def submit_tts(rt: Runtime, batch_id: str) -> None:
 def apply_tts_webhook(rt: Runtime, batch_id: str, no: int, attempt: int, payload: str) -> None:
     """Apply a RunPod webhook whose outputs must be downloaded (kept off the webhook's request path)."""
     enqueue(
-        rt.redis, f"{_TASKS}.apply_tts_webhook", batch_id, no, attempt, payload,
-        prefix=rt.settings.redis_prefix, job_id=f"webhook-{batch_id}-{no}-{attempt}",
-    )  # fmt: skip
+        rt.redis,
+        f"{_TASKS}.apply_tts_webhook",
+        batch_id,
+        no,
+        attempt,
+        payload,
+        prefix=rt.settings.redis_prefix,
+        job_id=f"webhook-{batch_id}-{no}-{attempt}",
+    )
 
 
 def reconcile(rt: Runtime, member: str) -> None:
     """Resolve one overdue item of the due index."""
     safe = member.replace(":", "-")
     enqueue(
-        rt.redis, f"{_TASKS}.reconcile", member,
-        prefix=rt.settings.redis_prefix, job_id=f"reconcile-{safe}", queue_name=RECONCILE,
-    )  # fmt: skip
+        rt.redis,
+        f"{_TASKS}.reconcile",
+        member,
+        prefix=rt.settings.redis_prefix,
+        job_id=f"reconcile-{safe}",
+        queue_name=RECONCILE,
+    )
 
 
 def submit_images(rt: Runtime, batch_id: str) -> None:
     """Submit an image batch's open images to Runware (one long task: requests run concurrently inside it)."""
     enqueue(
-        rt.redis, f"{_TASKS}.submit_images", batch_id,
-        prefix=rt.settings.redis_prefix, job_id=f"submit-{batch_id}", timeout_s=3600,
-    )  # fmt: skip
+        rt.redis,
+        f"{_TASKS}.submit_images",
+        batch_id,
+        prefix=rt.settings.redis_prefix,
+        job_id=f"submit-{batch_id}",
+        timeout_s=3600,
+    )
 
 
 def advance_job(rt: Runtime, job_id: str) -> None:
@@ -45,5 +59,6 @@ def advance_job(rt: Runtime, job_id: str) -> None:
 
 def cancel_provider_work(rt: Runtime, job_id: str) -> None:
     """Ask the providers to stop what a cancelled job still has running."""
-    enqueue(rt.redis, f"{_TASKS}.cancel_provider_work", job_id, prefix=rt.settings.redis_prefix,
-            job_id=f"cancel-{job_id}")  # fmt: skip
+    enqueue(
+        rt.redis, f"{_TASKS}.cancel_provider_work", job_id, prefix=rt.settings.redis_prefix, job_id=f"cancel-{job_id}"
+    )

@@ -152,12 +152,21 @@ class FakeService:
                 return httpx.Response(200, content=batch.status.model_dump_json())
             batch_id = "tts_" + hashlib.sha256(f"{len(self._batches)}:{key}".encode()).hexdigest()[:24]
             now = datetime.now(timezone.utc)
-            chunks = [TtsChunkResult(index=i, status=ItemStatus.SUBMITTED, voice=c.voice or body.voice)
-                      for i, c in body.indexed()]  # fmt: skip
+            chunks = [
+                TtsChunkResult(index=i, status=ItemStatus.SUBMITTED, voice=c.voice or body.voice)
+                for i, c in body.indexed()
+            ]
             status = TtsBatchStatus(
-                id=batch_id, status=BatchStatus.RUNNING, video_id=body.video_id, format=body.format,
-                created_at=now, updated_at=now, progress=Progress(total=len(chunks)), chunks=chunks, version=1,
-            )  # fmt: skip
+                id=batch_id,
+                status=BatchStatus.RUNNING,
+                video_id=body.video_id,
+                format=body.format,
+                created_at=now,
+                updated_at=now,
+                progress=Progress(total=len(chunks)),
+                chunks=chunks,
+                version=1,
+            )
             batch = _Batch(request.content, status)
             self._batches[batch_id] = batch
             if key:

@@ -54,8 +54,14 @@ def default_builder(chunks: Sequence[SegmentInput]) -> list[Segment]:
         end = round(start + chunk.duration_s, 6)
         prompt = chunk.image_prompt or chunk.text
         segments.append(
-            Segment(index=chunk.index, start_s=start, end_s=end, duration_s=chunk.duration_s, text=chunk.text,
-                    image_prompt=prompt[:3000] if len(prompt) >= 2 else f"{prompt} scene")  # fmt: skip
+            Segment(
+                index=chunk.index,
+                start_s=start,
+                end_s=end,
+                duration_s=chunk.duration_s,
+                text=chunk.text,
+                image_prompt=prompt[:3000] if len(prompt) >= 2 else f"{prompt} scene",
+            )
         )
         start = end
     return segments

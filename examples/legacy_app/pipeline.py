@@ -87,8 +87,9 @@ def write_segments(chunks: list[str], audio: list[dict[str, Any]], style: str, w
     for index, (text, clip) in enumerate(zip(chunks, audio, strict=True)):
         end = start + float(clip["duration_s"])
         prompt = f"{style}: {text}" if style else text
-        segments.append({"index": index, "start_s": start, "end_s": end, "text": text, "audio": clip["path"],
-                         "prompt": prompt})  # fmt: skip
+        segments.append(
+            {"index": index, "start_s": start, "end_s": end, "text": text, "audio": clip["path"], "prompt": prompt}
+        )
         start = end
     work.mkdir(parents=True, exist_ok=True)
     (work / "segments.json").write_text(json.dumps({"segments": segments}, indent=2))
@@ -98,10 +99,16 @@ def write_segments(chunks: list[str], audio: list[dict[str, Any]], style: str, w
 def render_segments(segments: list[dict[str, Any]], pictures: list[str]) -> list[dict[str, Any]]:
     """What the video service needs per segment: timings, text and URLs it can fetch."""
     return [
-        {"index": s["index"], "start_s": s["start_s"], "end_s": s["end_s"], "text": s["text"],
-         "audio_url": _media_url(s["audio"]), "image_url": _media_url(picture)}
+        {
+            "index": s["index"],
+            "start_s": s["start_s"],
+            "end_s": s["end_s"],
+            "text": s["text"],
+            "audio_url": _media_url(s["audio"]),
+            "image_url": _media_url(picture),
+        }
         for s, picture in zip(segments, pictures, strict=True)
-    ]  # fmt: skip
+    ]
 
 
 def publish(path: Path, video_id: str) -> str:

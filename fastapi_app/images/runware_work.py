@@ -146,10 +146,13 @@ def apply_outcome(rt: Runtime, batch_id: str, claim: Claim, task: ImageTask, out
             key = artifact_key(batch_id, index, fmt)
             size = rt.artifacts.put(key, data)
             item = ItemResult(
-                index=index, artifact=key, content_type=fmt.content_type, size_bytes=size,
+                index=index,
+                artifact=key,
+                content_type=fmt.content_type,
+                size_bytes=size,
                 cost=sum(r.cost or 0.0 for r in results) if any(r.cost is not None for r in results) else None,
                 provider_id=task.task_uuid,
-            )  # fmt: skip
+            )
             update_batch(rt, batch_id, lambda b: complete_group(b, claim.no, [item]))
             return
     error = outcome.error_for(task.task_uuid)

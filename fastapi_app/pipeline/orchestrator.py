@@ -71,8 +71,9 @@ def _batch_step(rt: Runtime, job: JobRecord, step: StepRecord, create: BatchFact
         return False
     if batch.status is BatchStatus.COMPLETED:
         ids = [g.provider_id for g in batch.groups if g.provider_id]
-        rt.jobs.update(job.id, lambda j: finish_step(j, step.name, now=time.time(), cost=batch.total_cost,
-                                                        provider_ids=ids))  # fmt: skip
+        rt.jobs.update(
+            job.id, lambda j: finish_step(j, step.name, now=time.time(), cost=batch.total_cost, provider_ids=ids)
+        )
         return True
     if batch.status is BatchStatus.FAILED:
         _fail(rt, job, step.name, batch.error or "the batch failed")
@@ -112,15 +113,19 @@ def _segments(rt: Runtime, job: JobRecord, step: StepRecord) -> bool:
     chunks = {chunk.index: chunk for chunk in request.chunks}
     inputs = [
         SegmentInput(
-            index=item.index, text=chunks[item.index].text, duration_s=item.duration_s or 0.0,
-            image_prompt=chunks[item.index].image_prompt, voice=chunks[item.index].voice or request.voice,
+            index=item.index,
+            text=chunks[item.index].text,
+            duration_s=item.duration_s or 0.0,
+            image_prompt=chunks[item.index].image_prompt,
+            voice=chunks[item.index].voice or request.voice,
         )
         for item in tts.items
-    ]  # fmt: skip
+    ]
     try:
         segments = load_builder(rt.settings.segments_builder)(inputs)
-        document = Segments(job_id=job.id, total_duration_s=round(sum(s.duration_s for s in segments), 6),
-                            segments=segments)  # fmt: skip
+        document = Segments(
+            job_id=job.id, total_duration_s=round(sum(s.duration_s for s in segments), 6), segments=segments
+        )
     except (BridgeError, ValueError, TypeError) as exc:
         _fail(rt, job, StepName.SEGMENTS, f"segments builder failed: {exc}")
         return False
@@ -222,7 +227,10 @@ def _submit_render(rt: Runtime, job: JobRecord, render_id: str) -> bool:
         render_id=render_id,
         segments=[
             RenderSegment(
-                index=s.index, start_s=s.start_s, end_s=s.end_s, text=s.text,
+                index=s.index,
+                start_s=s.start_s,
+                end_s=s.end_s,
+                text=s.text,
                 audio_url=link(rt, tts.item(s.index).artifact or ""),
                 image_url=link(rt, images.item(s.index).artifact or ""),
             )
@@ -231,7 +239,7 @@ def _submit_render(rt: Runtime, job: JobRecord, render_id: str) -> bool:
         options=RenderOptions(width=request.video.width, height=request.video.height, fps=request.video.fps),
         callback_url=f"{rt.settings.public_url.rstrip('/')}/video/callback?token={token}",
         metadata={"job_id": job.id, "video_id": request.video_id},
-    )  # fmt: skip
+    )
     try:
         rt.video.submit(render)
     except ProviderRejected as exc:

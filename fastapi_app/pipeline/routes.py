@@ -89,9 +89,14 @@ async def get_job(
         return None if raw is None else JobRecord.model_validate_json(raw)
 
     job = await wait_for_change(
-        request.app.state.changes, job_id, load,
-        version=lambda j: j.version, final=lambda j: j.status.terminal, since=since, wait_s=wait,
-    )  # fmt: skip
+        request.app.state.changes,
+        job_id,
+        load,
+        version=lambda j: j.version,
+        final=lambda j: j.status.terminal,
+        since=since,
+        wait_s=wait,
+    )
     if job is None:
         raise NotFound(f"no job {job_id!r}")
     return await _status(rt, job)

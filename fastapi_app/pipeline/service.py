@@ -44,15 +44,19 @@ def to_status(job: JobRecord, batches: dict[str, Batch]) -> JobStatus:
         finished = record.finished_at
         steps.append(
             StepStatus(
-                name=record.name, status=record.status, attempts=record.attempts,
+                name=record.name,
+                status=record.status,
+                attempts=record.attempts,
                 started_at=as_time(record.started_at) if record.started_at else None,
                 finished_at=as_time(finished) if finished else None,
                 duration_s=round(finished - record.started_at, 3) if finished and record.started_at else None,
-                progress=progress, batch_id=record.batch_id, provider_ids=record.provider_ids,
+                progress=progress,
+                batch_id=record.batch_id,
+                provider_ids=record.provider_ids,
                 cost=record.cost if record.cost is not None else (batch.total_cost if batch else None),
                 error=record.error,
             )
-        )  # fmt: skip
+        )
     costs = [step.cost for step in steps if step.cost is not None]
     current = job.current()
     return JobStatus(

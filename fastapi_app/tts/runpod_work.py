@@ -45,8 +45,9 @@ PURPOSE = "tts"
 def webhook_url(rt: Runtime, batch_id: str, no: int, attempt: int) -> str:
     """The signed URL RunPod calls for one attempt of one group."""
     settings = rt.settings
-    token = sign(settings.secret("webhook_secret"), PURPOSE, [batch_id, str(no), str(attempt)],
-                 settings.webhook_token_ttl_s)  # fmt: skip
+    token = sign(
+        settings.secret("webhook_secret"), PURPOSE, [batch_id, str(no), str(attempt)], settings.webhook_token_ttl_s
+    )
     return f"{settings.public_url.rstrip('/')}/tts/callback?token={token}"
 
 
@@ -179,10 +180,14 @@ def _store_outputs(
         size = rt.artifacts.put(key, data)
         results.append(
             ItemResult(
-                index=chunk.index, artifact=key, content_type=fmt.content_type, size_bytes=size,
-                duration_s=duration, provider_id=job.id,
+                index=chunk.index,
+                artifact=key,
+                content_type=fmt.content_type,
+                size_bytes=size,
+                duration_s=duration,
+                provider_id=job.id,
             )
-        )  # fmt: skip
+        )
     return results
 
 

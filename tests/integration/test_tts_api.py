@@ -179,8 +179,16 @@ def test_flags_round_trip_without_restart(client: TestClient) -> None:
 def test_openapi_lists_every_route_with_examples(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     paths = spec["paths"]
-    for path in ("/tts/batch", "/tts/batch/{batch_id}", "/tts/batch/{batch_id}/chunks/{index}/audio",
-                 "/tts/callback", "/flags", "/flags/{phase}", "/healthz", "/readyz"):  # fmt: skip
+    for path in (
+        "/tts/batch",
+        "/tts/batch/{batch_id}",
+        "/tts/batch/{batch_id}/chunks/{index}/audio",
+        "/tts/callback",
+        "/flags",
+        "/flags/{phase}",
+        "/healthz",
+        "/readyz",
+    ):
         assert path in paths, path
     assert spec["components"]["schemas"]["TtsBatchCreate"].get("examples")
 

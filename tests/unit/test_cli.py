@@ -35,9 +35,12 @@ def test_version() -> None:
 def test_bad_setting_is_one_line_not_a_traceback() -> None:
     env = {"STRANGLER_HTTP_TIMEOUT_S": "soon", "PATH": ""}
     result = subprocess.run(
-        [sys.executable, "-m", "strangler_bridge.cli.main", "worker"], capture_output=True, text=True, env=env,
+        [sys.executable, "-m", "strangler_bridge.cli.main", "worker"],
+        capture_output=True,
+        text=True,
+        env=env,
         check=False,
-    )  # fmt: skip
+    )
     assert result.returncode == 2
     assert "STRANGLER_HTTP_TIMEOUT_S" in result.stderr
     assert "Traceback" not in result.stderr

@@ -37,10 +37,16 @@ def test_percentage_is_sticky_and_spread() -> None:
 
 
 def test_rollouts_nest_as_percentage_grows() -> None:
-    small = {f"v{i}" for i in range(2000) if effective_mode(PhaseFlag(mode=FlagMode.FASTAPI, percent=10), f"v{i}")
-             is FlagMode.FASTAPI}  # fmt: skip
-    large = {f"v{i}" for i in range(2000) if effective_mode(PhaseFlag(mode=FlagMode.FASTAPI, percent=50), f"v{i}")
-             is FlagMode.FASTAPI}  # fmt: skip
+    small = {
+        f"v{i}"
+        for i in range(2000)
+        if effective_mode(PhaseFlag(mode=FlagMode.FASTAPI, percent=10), f"v{i}") is FlagMode.FASTAPI
+    }
+    large = {
+        f"v{i}"
+        for i in range(2000)
+        if effective_mode(PhaseFlag(mode=FlagMode.FASTAPI, percent=50), f"v{i}") is FlagMode.FASTAPI
+    }
     assert small < large
 
 

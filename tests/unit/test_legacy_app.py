@@ -64,10 +64,13 @@ class Providers:
         job_input = json.loads(request.body)["input"]
         self.runpod_inputs.append(job_input)
         chunks = [
-            {"index": c["index"], "duration_s": _duration(c["text"]),
-             "audio_base64": base64.b64encode(tone_wav(_duration(c["text"]), sample_rate=8000)).decode()}
+            {
+                "index": c["index"],
+                "duration_s": _duration(c["text"]),
+                "audio_base64": base64.b64encode(tone_wav(_duration(c["text"]), sample_rate=8000)).decode(),
+            }
             for c in job_input["chunks"]
-        ]  # fmt: skip
+        ]
         body = {"id": f"sync-{len(self.runpod_inputs)}", "status": self.runsync_status, "output": {"chunks": chunks}}
         return 200, {}, json.dumps(body)
 
@@ -75,8 +78,15 @@ class Providers:
         assert request.headers["Authorization"] == "Bearer rw-key"
         tasks = json.loads(request.body)
         self.runware_tasks.extend(tasks)
-        data = [{"taskType": "imageInference", "taskUUID": t["taskUUID"], "imageUUID": f"img-{n}",
-                 "imageURL": f"https://im.runware.test/{t['taskUUID']}.png"} for n, t in enumerate(tasks)]  # fmt: skip
+        data = [
+            {
+                "taskType": "imageInference",
+                "taskUUID": t["taskUUID"],
+                "imageUUID": f"img-{n}",
+                "imageURL": f"https://im.runware.test/{t['taskUUID']}.png",
+            }
+            for n, t in enumerate(tasks)
+        ]
         return 200, {}, json.dumps({"data": data})
 
     def _render(self, request: Any) -> tuple[int, dict[str, str], str]:
