@@ -1,0 +1,28 @@
+"""Listings of recent jobs and batches (``GET /jobs``, ``GET /batches``) for operators and tools."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from strangler_bridge.contracts.common import BatchStatus, Progress
+
+
+class RecentItem(BaseModel):
+    """One line of ``GET /jobs`` or ``GET /batches``: enough to list and link, read the full status by id."""
+
+    id: str
+    kind: str = Field(description="job, tts, img or vid")
+    status: BatchStatus
+    video_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    progress: Progress
+    error: str | None = None
+
+
+class RecentList(BaseModel):
+    """Newest first."""
+
+    items: list[RecentItem]

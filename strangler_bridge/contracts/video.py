@@ -1,0 +1,77 @@
+"""The video step on its own (``POST /video/render``): the service drives the Express render for Flask."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from strangler_bridge.contracts.common import BatchStatus, JsonObject, Progress
+from strangler_bridge.contracts.jobs import VideoOptions
+
+
+class RenderSegmentIn(BaseModel):
+    """One segment: its time span and where the video service fetches its audio and picture."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int = Field(..., ge=0, le=100_000)
+    start_s: float = Field(..., ge=0)
+    end_s: float = Field(..., ge=0)
+    audio_url: str = Field(..., pattern=r"^https?://", max_length=4000)
+    image_url: str = Field(..., pattern=r"^https?://", max_length=4000)
+    text: str | None = Field(None, max_length=20_000)
+
+
+class VideoRenderCreate(BaseModel):
+    """``POST /video/render`` body."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "segments": [
+                        {
+                            "index": 0,
+                            "start_s": 0.0,
+                            "end_s": 2.4,
+                            "audio_url": "https://legacy.example/media/vid-42/audio/0.wav",
+                            "image_url": "https://legacy.example/media/vid-42/images/0.png",
+                            "text": "Once upon a time.",
+                        }
+                    ],
+                    "options": {"width": 1280, "height": 720, "fps": 25},
+                    "video_id": "vid-42",
+                }
+            ]
+        },
+    )
+
+    segments: list[RenderSegmentIn] = Field(..., min_length=1)
+    options: VideoOptions = Field(default_factory=VideoOptions)
+    video_id: str | None = Field(None, max_length=200)
+    metadata: JsonObject = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique(self) -> VideoRenderCreate:
+        if len({s.index for s in self.segments}) != len(self.segments):
+            raise ValueError("segments: indexes must be unique")
+        return self
+
+
+class VideoRenderStatus(BaseModel):
+    """``GET /video/render/{id}`` body."""
+
+    id: str
+    status: BatchStatus
+    video_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    progress: Progress
+    video_url: str | None = Field(None, description="Path on the service to download the video from.")
+    size_bytes: int | None = None
+    error: str | None = None
+    attempts: int = 0
+    version: int = 0
+    metadata: JsonObject = Field(default_factory=dict)
