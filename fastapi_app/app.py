@@ -7,18 +7,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from fastapi_app import artifact_links, flags, health
+from fastapi_app import artifact_links, flags, health, listing
 from fastapi_app.changes import ChangeHub
 from fastapi_app.errors import install_error_handlers
 from fastapi_app.images import routes as image_routes
 from fastapi_app.limits import BodyLimitMiddleware
 from fastapi_app.pipeline import routes as job_routes
+from fastapi_app.renders import routes as render_routes
 from fastapi_app.runtime import Runtime
 from fastapi_app.tts import routes as tts_routes
 from strangler_bridge import __version__
 from strangler_bridge.settings import Settings
 
-WEBHOOK_PATHS = ("/tts/callback", "/video/callback")
+WEBHOOK_PATHS = ("/tts/callback", "/video/render/callback")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -57,7 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tts_routes.router)
     app.include_router(image_routes.router)
     app.include_router(job_routes.router)
-    app.include_router(job_routes.callbacks)
+    app.include_router(render_routes.router)
+    app.include_router(render_routes.callbacks)
+    app.include_router(listing.router)
     app.include_router(artifact_links.router)
     app.include_router(flags.router)
     return app

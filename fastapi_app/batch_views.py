@@ -15,7 +15,7 @@ from strangler_bridge.contracts.common import ErrorResponse
 from strangler_bridge.errors import NotFound
 from strangler_bridge.ids import is_valid_id
 
-NOUNS = {"tts": "TTS batch", "img": "image batch"}
+NOUNS = {"tts": "TTS batch", "img": "image batch", "vid": "video render"}
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or invalid bearer token"},

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from fastapi_app.docstore import Effects, Record
 from strangler_bridge.contracts.common import BatchStatus, ItemStatus, Progress
 
-Kind = Literal["tts", "img"]
+Kind = Literal["tts", "img", "vid"]
 
 
 class GroupStatus(str, Enum):
@@ -347,8 +347,8 @@ def cancel_batch(batch: Batch, reason: str = "cancelled") -> tuple[Effects, list
 def retry_failed(batch: Batch, *, now: float) -> tuple[Effects, int]:
     """Put a failed or cancelled batch's unfinished groups back to pending; completed items are kept.
 
-    A failed group gets a fresh provider id (the old submission is spent); a cancelled one keeps a chosen id
-    (Runware's taskUUID) so work that finished after the cancel is recovered instead of paid for again.
+    A group gets a fresh provider id (the old submission is spent), except a cancelled image, which keeps its
+    taskUUID so an image that finished after the cancel is recovered from Runware instead of paid for again.
     Returns how many groups will be submitted again.
     """
     if batch.status not in (BatchStatus.FAILED, BatchStatus.CANCELLED):
@@ -358,7 +358,7 @@ def retry_failed(batch: Batch, *, now: float) -> tuple[Effects, int]:
     for group in batch.groups:
         if group.status not in (GroupStatus.FAILED, GroupStatus.CANCELLED):
             continue
-        if group.provider_id and (group.status is GroupStatus.FAILED or batch.kind == "tts"):
+        if group.provider_id and not (group.status is GroupStatus.CANCELLED and batch.kind == "img"):
             group.previous_ids.append(group.provider_id)
             group.provider_id = None
         group.status = GroupStatus.PENDING

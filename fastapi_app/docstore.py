@@ -26,6 +26,7 @@ M = TypeVar("M", bound="Record")
 R = TypeVar("R")
 
 MAX_TX_RETRIES = 200
+INDEX_SIZE = 1000  # records listed per kind for operators; older ones stay readable by id until they expire
 
 
 class Record(BaseModel):
@@ -82,10 +83,26 @@ class DocStore(Generic[M]):
         return None if raw is None else self.model.model_validate_json(raw)
 
     # --- writes -------------------------------------------------------------------------------------
-    def create(self, record: M, effects: Effects, *, idem: tuple[str, str] | None = None) -> tuple[M, bool]:
+    def index_key(self, name: str) -> str:
+        """The sorted set listing recent records of one kind (newest last)."""
+        return f"{self.prefix}:index:{name}"
+
+    def recent(self, name: str, limit: int) -> list[M]:
+        """The newest ``limit`` records listed under ``name`` (expired ones are skipped)."""
+        ids = [
+            i.decode() if isinstance(i, bytes) else str(i)
+            for i in self.client.zrevrange(self.index_key(name), 0, limit - 1)
+        ]
+        raws = self.client.mget([self.key(i) for i in ids]) if ids else []
+        return [self.model.model_validate_json(raw) for raw in raws if raw is not None]
+
+    def create(
+        self, record: M, effects: Effects, *, idem: tuple[str, str] | None = None, index: str | None = None
+    ) -> tuple[M, bool]:
         """Store a new record atomically; with ``idem=(key, body_hash)`` a repeated request returns the first record.
 
-        Returns ``(record, created)``. The same key with another body hash is a :class:`Conflict`.
+        Returns ``(record, created)``. The same key with another body hash is a :class:`Conflict`. With
+        ``index``, the record is also listed (by creation time) for :meth:`recent`.
         """
         now = time.time()
         record.created_at = record.updated_at = now
@@ -109,6 +126,9 @@ class DocStore(Generic[M]):
             pipe.set(self.key(record.id), record.model_dump_json(), ex=self.ttl_s)
             if idem:
                 pipe.set(self.idem_key(idem[0]), f"{record.id} {idem[1]}", ex=self.ttl_s)
+            if index:
+                pipe.zadd(self.index_key(index), {record.id: now})
+                pipe.zremrangebyrank(self.index_key(index), 0, -INDEX_SIZE - 1)
             self._apply_effects(pipe, record.id, record.version, effects)
             pipe.execute()
             return record, True

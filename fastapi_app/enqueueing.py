@@ -62,3 +62,8 @@ def cancel_provider_work(rt: Runtime, job_id: str) -> None:
     enqueue(
         rt.redis, f"{_TASKS}.cancel_provider_work", job_id, prefix=rt.settings.redis_prefix, job_id=f"cancel-{job_id}"
     )
+
+
+def submit_render(rt: Runtime, batch_id: str) -> None:
+    """Send a render to the video service."""
+    enqueue(rt.redis, f"{_TASKS}.submit_render", batch_id, prefix=rt.settings.redis_prefix, job_id=f"submit-{batch_id}")

@@ -6,6 +6,7 @@ import json
 
 from fastapi_app.images import runware_work
 from fastapi_app.pipeline import orchestrator
+from fastapi_app.renders import video_work
 from fastapi_app.runtime import worker_runtime
 from fastapi_app.tts import runpod_work
 from strangler_bridge.providers.runpod import RunPodJob
@@ -34,6 +35,8 @@ def reconcile(member: str) -> None:
         runpod_work.reconcile_group(rt, record_id, int(no))
     elif kind == "img":
         runware_work.reconcile_group(rt, record_id, int(no))
+    elif kind == "vid":
+        video_work.reconcile(rt, record_id)
     elif kind == "job":
         orchestrator.advance(rt, record_id)
     else:
@@ -48,3 +51,8 @@ def advance_job(job_id: str) -> None:
 def cancel_provider_work(job_id: str) -> None:
     """Cancel a cancelled job's provider work."""
     orchestrator.cancel_provider_work(worker_runtime(), job_id)
+
+
+def submit_render(batch_id: str) -> None:
+    """Send a render to the video service."""
+    video_work.submit(worker_runtime(), batch_id)

@@ -37,7 +37,7 @@ def create_batch(
     )
     effects = Effects(due=open_groups_due(batch, time.time() + rt.settings.reconcile_after_s))
     idem = (idempotency_key, request_hash(body)) if idempotency_key else None
-    return rt.batches.create(batch, effects, idem=idem)
+    return rt.batches.create(batch, effects, idem=idem, index="img")
 
 
 def to_status(batch: Batch) -> ImageBatchStatus:

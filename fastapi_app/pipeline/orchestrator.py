@@ -1,10 +1,10 @@
 """Moving a pipeline job through ``tts -> segments -> imagegen -> video``.
 
 :func:`advance` is the job's one driver. It runs as an RQ task whenever something may have changed (the
-job was created or retried, a batch of it settled, the video service called back, or the job's deadline in
-the due index passed) and does whatever the first unfinished step needs. It is safe to run twice: batches
-are created under idempotency keys derived from the job id, renders under a render id derived from it,
-and every record change is an atomic transition.
+job was created or retried, one of its batches settled, or the job's deadline in the due index passed) and
+does whatever the first unfinished step needs. Each of the TTS, image and video steps is a batch (a video
+render is a batch of one) followed the same way. It is safe to run twice: batches are created under
+idempotency keys derived from the job id, and every record change is an atomic transition.
 
 The ``segments.json`` gate: the image batch is created only from the stored ``segments.json``, which
 exists only once every TTS chunk is completed.
@@ -12,7 +12,6 @@ exists only once every TTS chunk is completed.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections.abc import Callable
@@ -23,20 +22,19 @@ from fastapi_app.batch_ops import update_batch
 from fastapi_app.batches import Batch, GroupStatus, cancel_batch
 from fastapi_app.docstore import Effects
 from fastapi_app.images import service as image_service
-from fastapi_app.pipeline.records import JobRecord, StepRecord, fail_step, finish_step, job_due, set_render, start_step
+from fastapi_app.pipeline.records import JobRecord, StepRecord, fail_step, finish_step, job_due, start_step
+from fastapi_app.renders import service as render_service
 from fastapi_app.runtime import Runtime
-from fastapi_app.signing import sign
 from fastapi_app.tts import service as tts_service
 from strangler_bridge.contracts.common import BatchStatus, ItemStatus
 from strangler_bridge.contracts.images import ImageBatchCreate, ImageIn
 from strangler_bridge.contracts.jobs import JobCreate, StepName
 from strangler_bridge.contracts.tts import TtsBatchCreate, TtsChunkIn
-from strangler_bridge.errors import BridgeError, ProviderError, ProviderNotFound, ProviderRejected
-from strangler_bridge.providers.video import RenderOptions, RenderRequest, RenderSegment, RenderState
+from strangler_bridge.contracts.video import RenderSegmentIn, VideoRenderCreate
+from strangler_bridge.errors import BridgeError, ProviderError
 from strangler_bridge.segments import SegmentInput, Segments, load_builder
 
 log = logging.getLogger(__name__)
-VIDEO_PURPOSE = "video"
 
 #: Creates (or finds, by idempotency key) a step's batch and returns its id.
 BatchFactory = Callable[[Runtime, JobRecord], str]
@@ -60,9 +58,13 @@ def advance(rt: Runtime, job_id: str) -> None:
 
 
 def _batch_step(rt: Runtime, job: JobRecord, step: StepRecord, create: BatchFactory) -> bool:
-    """Shared by the TTS and image steps: create (or find) the batch, then follow it."""
+    """The TTS, image and video steps: create (or find) the step's batch, then follow it to the end."""
     if step.status is ItemStatus.PENDING:
-        batch_id = step.batch_id or create(rt, job)
+        try:
+            batch_id = step.batch_id or create(rt, job)
+        except BridgeError as exc:
+            _fail(rt, job, step.name, exc.message)
+            return False
         rt.jobs.update(job.id, lambda j: start_step(j, step.name, now=time.time(), batch_id=batch_id))
         step.batch_id = batch_id
     batch = rt.batches.load(step.batch_id or "")
@@ -83,10 +85,8 @@ def _batch_step(rt: Runtime, job: JobRecord, step: StepRecord, create: BatchFact
 
 
 def _submit(rt: Runtime, batch: Batch) -> None:
-    if batch.kind == "tts":
-        enqueueing.submit_tts(rt, batch.id)
-    else:
-        enqueueing.submit_images(rt, batch.id)
+    submit = {"tts": enqueueing.submit_tts, "img": enqueueing.submit_images, "vid": enqueueing.submit_render}
+    submit[batch.kind](rt, batch.id)
 
 
 def _create_tts(rt: Runtime, job: JobRecord) -> str:
@@ -149,7 +149,7 @@ def read_segments(rt: Runtime, job: JobRecord) -> Segments:
 
 def _create_images(rt: Runtime, job: JobRecord) -> str:
     if job.segments_key is None or not rt.artifacts.exists(job.segments_key):
-        raise AssertionError("segments.json must exist before any image work")  # the gate, checked again
+        raise BridgeError("segments.json must exist before any image work")  # the gate, checked again
     request = JobCreate.model_validate(job.request)
     segments = read_segments(rt, job)
     body = ImageBatchCreate(
@@ -176,57 +176,16 @@ def _images(rt: Runtime, job: JobRecord, step: StepRecord) -> bool:
     return _batch_step(rt, job, step, _create_images)
 
 
-def _video(rt: Runtime, job: JobRecord, step: StepRecord) -> bool:
-    """Submit the render (once per attempt, idempotent by render id), then follow it to the video file."""
-    if step.status is ItemStatus.PENDING:
-        rt.jobs.update(job.id, lambda j: start_step(j, StepName.VIDEO, now=time.time()))
-        job = rt.jobs.load(job.id) or job
-    if job.render_id is None:
-        render_id = f"{job.id}-r{job.step(StepName.VIDEO).attempts}"
-        due = time.time() + rt.settings.reconcile_after_s
-        rt.jobs.update(job.id, lambda j: set_render(j, render_id, due_at=due))
-        return _submit_render(rt, job, render_id)
-    try:
-        status = rt.video.status(job.render_id)
-    except ProviderNotFound:
-        return _submit_render(rt, job, job.render_id)
-    except ProviderError as exc:
-        log.warning("video status of job %s failed: %s", job.id, exc)
-        return False
-    if status.status is RenderState.COMPLETED:
-        key = f"jobs/{job.id}/video.mp4"
-        buffer = io.BytesIO()
-        try:
-            rt.video.download(status.video_url or job.render_id, buffer)
-        except ProviderError as exc:
-            log.warning("video download of job %s failed: %s", job.id, exc)
-            return False
-        rt.artifacts.put(key, buffer.getvalue())
-
-        def complete(j: JobRecord) -> tuple[Effects, bool]:
-            j.video_key = key
-            return finish_step(j, StepName.VIDEO, now=time.time())
-
-        rt.jobs.update(job.id, complete)
-        return True
-    if status.status.terminal:
-        _fail(rt, job, StepName.VIDEO, f"render {status.status.value}: {status.error or 'no reason given'}")
-    return False
-
-
-def _submit_render(rt: Runtime, job: JobRecord, render_id: str) -> bool:
+def _create_render(rt: Runtime, job: JobRecord) -> str:
     request = JobCreate.model_validate(job.request)
     segments = read_segments(rt, job)
     tts = rt.batches.load(job.step(StepName.TTS).batch_id or "")
     images = rt.batches.load(job.step(StepName.IMAGEGEN).batch_id or "")
     if tts is None or images is None:
-        _fail(rt, job, StepName.VIDEO, "the job's audio or images expired")
-        return False
-    token = sign(rt.settings.secret("webhook_secret"), VIDEO_PURPOSE, [job.id], rt.settings.webhook_token_ttl_s)
-    render = RenderRequest(
-        render_id=render_id,
+        raise BridgeError("the job's audio or images expired")
+    body = VideoRenderCreate(
         segments=[
-            RenderSegment(
+            RenderSegmentIn(
                 index=s.index,
                 start_s=s.start_s,
                 end_s=s.end_s,
@@ -236,18 +195,18 @@ def _submit_render(rt: Runtime, job: JobRecord, render_id: str) -> bool:
             )
             for s in segments.segments
         ],
-        options=RenderOptions(width=request.video.width, height=request.video.height, fps=request.video.fps),
-        callback_url=f"{rt.settings.public_url.rstrip('/')}/video/callback?token={token}",
-        metadata={"job_id": job.id, "video_id": request.video_id},
+        options=request.video,
+        video_id=request.video_id,
+        metadata={"job_id": job.id},
     )
-    try:
-        rt.video.submit(render)
-    except ProviderRejected as exc:
-        _fail(rt, job, StepName.VIDEO, f"the video service rejected the render: {exc}")
-    except ProviderError as exc:
-        # Transient: the render id is recorded, and resubmitting it is idempotent; the due index retries.
-        log.warning("video submit of job %s failed: %s", job.id, exc)
-    return False
+    batch, created = render_service.create_render(rt, body, idempotency_key=f"job-{job.id}-vid", job_id=job.id)
+    if created:
+        enqueueing.submit_render(rt, batch.id)
+    return batch.id
+
+
+def _video(rt: Runtime, job: JobRecord, step: StepRecord) -> bool:
+    return _batch_step(rt, job, step, _create_render)
 
 
 def _fail(rt: Runtime, job: JobRecord, name: StepName, reason: str) -> None:
@@ -259,7 +218,7 @@ def cancel_provider_work(rt: Runtime, job_id: str) -> None:
     job = rt.jobs.load(job_id)
     if job is None:
         return
-    for name in (StepName.TTS, StepName.IMAGEGEN):
+    for name in (StepName.TTS, StepName.IMAGEGEN, StepName.VIDEO):
         batch_id = job.step(name).batch_id
         if batch_id is None:
             continue
@@ -267,17 +226,15 @@ def cancel_provider_work(rt: Runtime, job_id: str) -> None:
             _, running = update_batch(rt, batch_id, cancel_batch)
         except KeyError:
             continue
-        if name is StepName.TTS:
-            for provider_id in running:
-                try:
-                    rt.runpod.cancel(provider_id)
-                except ProviderError as exc:
-                    log.info("runpod cancel of %s failed: %s", provider_id, exc)
-    if job.render_id and job.step(StepName.VIDEO).status is not ItemStatus.COMPLETED:
-        try:
-            rt.video.cancel(job.render_id)
-        except ProviderError as exc:
-            log.info("video cancel of %s failed: %s", job.render_id, exc)
+        # Runware has no cancel: an image in flight finishes and is kept by its taskUUID for a retry.
+        cancel = {StepName.TTS: rt.runpod.cancel, StepName.VIDEO: rt.video.cancel}.get(name)
+        if cancel is None:
+            continue
+        for provider_id in running:
+            try:
+                cancel(provider_id)
+            except ProviderError as exc:
+                log.info("%s cancel of %s failed: %s", name.value, provider_id, exc)
 
 
 STEPS = {StepName.TTS: _tts, StepName.SEGMENTS: _segments, StepName.IMAGEGEN: _images, StepName.VIDEO: _video}

@@ -33,8 +33,6 @@ class JobRecord(Record):
     video_id: str | None = None
     steps: list[StepRecord] = Field(default_factory=lambda: [StepRecord(name=name) for name in STEP_ORDER])
     segments_key: str | None = None
-    video_key: str | None = None
-    render_id: str | None = None
     error: str | None = None
 
     def step(self, name: StepName) -> StepRecord:
@@ -98,15 +96,6 @@ def fail_step(job: JobRecord, name: StepName, reason: str, *, now: float) -> tup
     return Effects(undue={job_due(job.id)}), True
 
 
-def set_render(job: JobRecord, render_id: str, *, due_at: float) -> tuple[Effects, bool]:
-    """Remember the render submitted for this attempt of the video step."""
-    if job.status.terminal or job.render_id == render_id:
-        return Effects(changed=False), False
-    job.render_id = render_id
-    job.step(StepName.VIDEO).provider_ids.append(render_id)
-    return Effects(due={job_due(job.id): due_at}), True
-
-
 def cancel_job(job: JobRecord, *, now: float) -> tuple[Effects, StepRecord | None]:
     """Stop the job; returns the step that was running, whose provider work should be cancelled."""
     if job.status.terminal:
@@ -129,8 +118,6 @@ def retry_job(job: JobRecord) -> tuple[Effects, StepRecord | None]:
         if step.status is not ItemStatus.COMPLETED:
             step.status = ItemStatus.PENDING
             step.error = None
-    if job.step(StepName.VIDEO).status is ItemStatus.PENDING:
-        job.render_id = None  # a failed render is not resumable: the next attempt renders anew
     job.status = BatchStatus.RUNNING
     job.error = None
     return Effects(), job.current()

@@ -14,17 +14,14 @@ from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, runtime
 from fastapi_app.batches import Batch
 from fastapi_app.changes import wait_for_change
 from fastapi_app.pipeline import service
-from fastapi_app.pipeline.orchestrator import VIDEO_PURPOSE
 from fastapi_app.pipeline.records import JobRecord
 from fastapi_app.runtime import Runtime
-from fastapi_app.signing import verify
-from strangler_bridge.contracts.common import ErrorResponse
-from strangler_bridge.contracts.jobs import JobCreate, JobStatus
+from strangler_bridge.contracts.common import BatchStatus, ErrorResponse
+from strangler_bridge.contracts.jobs import JobCreate, JobStatus, StepName
 from strangler_bridge.errors import NotFound
 from strangler_bridge.ids import is_valid_id
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_token)])
-callbacks = APIRouter(tags=["jobs"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 CONFLICT: dict[int | str, dict[str, Any]] = {
     **ERRORS,
@@ -146,19 +143,7 @@ def get_segments(job_id: str, request: Request) -> Response:
 def get_video(job_id: str, request: Request) -> Response:
     """The video file, once the job is completed."""
     rt = runtime(request)
-    return _artifact(rt, _load(rt, job_id).video_key, "the video", "video/mp4")
-
-
-@callbacks.post(
-    "/video/callback",
-    summary="Video service callback receiver",
-    responses={401: {"model": ErrorResponse, "description": "Missing, forged or expired token"}},
-)
-async def video_callback(
-    request: Request, token: Annotated[str | None, Query(max_length=2000)] = None
-) -> dict[str, str]:
-    """Authenticated by the signed token naming the job; wakes the job, which asks the service for the result."""
-    rt = runtime(request)
-    (job_id,) = verify(rt.settings.secret("webhook_secret"), VIDEO_PURPOSE, token)
-    await run_in_threadpool(enqueueing.advance_job, rt, job_id)
-    return {"status": "queued"}
+    job = _load(rt, job_id)
+    render = rt.batches.load(job.step(StepName.VIDEO).batch_id or "")
+    key = render.items[0].artifact if render is not None and job.status is BatchStatus.COMPLETED else None
+    return _artifact(rt, key, "the video", "video/mp4")

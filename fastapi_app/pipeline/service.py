@@ -31,7 +31,7 @@ def create_job(rt: Runtime, body: JobCreate, *, idempotency_key: str | None) -> 
     job = JobRecord(id=new_id("job"), request=body.model_dump(mode="json"), video_id=body.video_id)
     effects = Effects(due={job_due(job.id): time.time() + settings.reconcile_after_s})
     idem = (idempotency_key, request_hash(body)) if idempotency_key else None
-    return rt.jobs.create(job, effects, idem=idem)
+    return rt.jobs.create(job, effects, idem=idem, index="job")
 
 
 def to_status(job: JobRecord, batches: dict[str, Batch]) -> JobStatus:
@@ -73,7 +73,7 @@ def to_status(job: JobRecord, batches: dict[str, Batch]) -> JobStatus:
             total=len(steps),
         ),
         segments_url=f"/jobs/{job.id}/segments.json" if job.segments_key else None,
-        video_url=f"/jobs/{job.id}/video" if job.video_key else None,
+        video_url=f"/jobs/{job.id}/video" if job.status is BatchStatus.COMPLETED else None,
         cost_total=round(sum(costs), 6) if costs else None,
         version=job.version,
         error=job.error,
@@ -89,7 +89,7 @@ def retry(rt: Runtime, job_id: str) -> JobRecord:
         raise NotFound(f"no job {job_id!r}") from None
     if step is None:
         raise Conflict(f"job {job_id} is {job.status.value}; only failed or cancelled jobs can be retried")
-    for name in (StepName.TTS, StepName.IMAGEGEN):
+    for name in (StepName.TTS, StepName.IMAGEGEN, StepName.VIDEO):
         batch_id = job.step(name).batch_id
         # An expired batch (KeyError) fails the step again with that reason.
         if batch_id and job.step(name).status is not ItemStatus.COMPLETED:

@@ -1,0 +1,151 @@
+"""Submitting renders to the video service and collecting the result, by callback or by polling.
+
+The render id sent to the video service is chosen and stored before the request; the service treats it as
+an idempotency key, so a lapsed claim resubmits the same id without rendering twice. A failed render gets
+a new id on the next attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import tempfile
+import time
+
+from fastapi_app import enqueueing
+from fastapi_app.batch_ops import update_batch
+from fastapi_app.batches import (
+    GroupStatus,
+    ItemResult,
+    claim_group,
+    complete_group,
+    due_member,
+    fail_attempt,
+    record_submission,
+    reject_group,
+    release_claim,
+)
+from fastapi_app.renders.service import artifact_key
+from fastapi_app.runtime import Runtime
+from fastapi_app.signing import sign
+from strangler_bridge.contracts.video import VideoRenderCreate
+from strangler_bridge.errors import ProviderError, ProviderNotFound, ProviderRejected
+from strangler_bridge.providers.video import RenderOptions, RenderRequest, RenderSegment, RenderState
+
+log = logging.getLogger(__name__)
+
+PURPOSE = "vid"
+MAX_SUBMIT_ERRORS = 30
+
+
+def callback_url(rt: Runtime, batch_id: str) -> str:
+    """The signed URL the video service calls when the render ends."""
+    token = sign(rt.settings.secret("webhook_secret"), PURPOSE, [batch_id], rt.settings.webhook_token_ttl_s)
+    return f"{rt.settings.public_url.rstrip('/')}/video/render/callback?token={token}"
+
+
+def submit(rt: Runtime, batch_id: str) -> None:
+    """Claim the render and send it to the video service (its id recorded first)."""
+    lease = rt.settings.reconcile_after_s
+    try:
+        batch, claim = update_batch(
+            rt,
+            batch_id,
+            lambda b: claim_group(
+                b, 0, now=time.time(), lease_s=lease, new_provider_id=lambda: f"{batch_id}-{secrets.token_hex(4)}"
+            ),
+        )
+    except KeyError:
+        return
+    if claim is None or claim.provider_id is None:
+        return
+    body = VideoRenderCreate.model_validate(batch.request)
+    request = RenderRequest(
+        render_id=claim.provider_id,
+        segments=[RenderSegment(**segment.model_dump()) for segment in body.segments],
+        options=RenderOptions(width=body.options.width, height=body.options.height, fps=body.options.fps),
+        callback_url=callback_url(rt, batch_id),
+        metadata={"render": batch_id, "video_id": body.video_id},
+    )
+    try:
+        rt.video.submit(request)
+    except ProviderRejected as exc:
+        reason = f"the video service rejected the render: {exc}"
+        update_batch(rt, batch_id, lambda b: reject_group(b, 0, reason))
+        return
+    except ProviderError as exc:
+        # The render id is kept (release_claim does not clear it): resubmitting it is idempotent.
+        reason = str(exc)
+        retry_at = time.time() + min(2.0 ** (batch.group(0).submit_errors + 1), 30.0)
+        update_batch(
+            rt,
+            batch_id,
+            lambda b: release_claim(b, claim, reason, retry_at=retry_at, max_submit_errors=MAX_SUBMIT_ERRORS),
+        )
+        return
+    update_batch(
+        rt,
+        batch_id,
+        lambda b: record_submission(
+            b, claim, claim.provider_id or "", now=time.time(), reconcile_after_s=rt.settings.reconcile_after_s
+        ),
+    )
+
+
+def reconcile(rt: Runtime, batch_id: str) -> None:
+    """Submit a pending render, or ask the video service how a submitted one is doing (and collect it)."""
+    member = due_member("vid", batch_id, 0)
+    batch = rt.batches.load(batch_id)
+    if batch is None or batch.status.terminal:
+        rt.redis.zrem(rt.batches.due_key, member)
+        return
+    group = batch.group(0)
+    now = time.time()
+    if group.status is GroupStatus.PENDING or (
+        group.status is GroupStatus.SUBMITTING and (group.claim_until or 0) <= now
+    ):
+        submit(rt, batch_id)
+        return
+    if group.status is GroupStatus.SUBMITTING or group.provider_id is None:
+        rt.redis.zadd(rt.batches.due_key, {member: group.claim_until or now + rt.settings.reconcile_after_s})
+        return
+    render_id = group.provider_id
+    try:
+        status = rt.video.status(render_id)
+    except ProviderNotFound:
+        _fail(rt, batch_id, group.attempt, "the video service no longer knows the render")
+        return
+    except ProviderError as exc:
+        log.warning("video status of %s failed: %s", render_id, exc)
+        rt.redis.zadd(rt.batches.due_key, {member: now + rt.settings.reconcile_after_s})
+        return
+    if status.status is RenderState.COMPLETED:
+        _collect(rt, batch_id, render_id, status.video_url)
+    elif status.status.terminal:
+        _fail(rt, batch_id, group.attempt, f"render {status.status.value}: {status.error or 'no reason given'}")
+    else:
+        rt.redis.zadd(rt.batches.due_key, {member: now + min(rt.settings.reconcile_after_s, 2.0)})
+
+
+def _collect(rt: Runtime, batch_id: str, render_id: str, video_url: str | None) -> None:
+    key = artifact_key(batch_id)
+    with tempfile.TemporaryFile() as buffer:
+        try:
+            rt.video.download(video_url or render_id, buffer)
+        except ProviderError as exc:
+            log.warning("video download of %s failed: %s", render_id, exc)
+            return
+        buffer.seek(0)
+        size = rt.artifacts.put(key, iter(lambda: buffer.read(1 << 20), b""))
+    result = ItemResult(index=0, artifact=key, content_type="video/mp4", size_bytes=size, provider_id=render_id)
+    update_batch(rt, batch_id, lambda b: complete_group(b, 0, [result]))
+
+
+def _fail(rt: Runtime, batch_id: str, attempt: int, reason: str) -> None:
+    _, again = update_batch(
+        rt,
+        batch_id,
+        lambda b: fail_attempt(b, 0, attempt, reason, max_failures=rt.settings.provider_attempts, retry_at=time.time()),
+    )
+    if again:
+        enqueueing.submit_render(rt, batch_id)
