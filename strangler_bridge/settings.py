@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     runware_api_key: SecretStr | None = Field(None, description="Runware API key.")
     runware_concurrency: int = Field(4, gt=0, description="Cluster-wide limit of in-flight Runware tasks.")
     runware_model: str = Field("runware:100@1", description="Default Runware model (AIR id).")
+    runware_lease_s: float = Field(
+        15.0, gt=0, description="Lease of a limiter slot; a killed worker's slots free up after this."
+    )
     # --- video service (phase 3) ------------------------------------------------------------------
     video_url: str | None = Field(None, description="Base URL of the Express video service.")
     segments_builder: str | None = Field(

@@ -47,7 +47,8 @@ MAX_SUBMIT_ERRORS = 20
 
 def limiter(rt: Runtime, client: aredis.Redis) -> Limiter:
     """The cluster-wide Runware limiter."""
-    return Limiter(client, rt.key("limiter", "runware"), rt.settings.runware_concurrency)
+    settings = rt.settings
+    return Limiter(client, rt.key("limiter", "runware"), settings.runware_concurrency, lease_s=settings.runware_lease_s)
 
 
 def submit_batch(rt: Runtime, batch_id: str) -> None:
@@ -75,40 +76,42 @@ async def _submit_many(rt: Runtime, batch_id: str, groups: list[int]) -> None:
 
 
 async def _submit_one(rt: Runtime, runware: AsyncRunwareClient, slots: Limiter, batch_id: str, no: int) -> None:
+    # The slot is taken before the claim, so a cancel or a competing worker is seen right before sending, and
+    # the claim's lease is not spent waiting for a slot.
     lease = max(rt.settings.reconcile_after_s, 5.0)
-    try:
-        batch, claim = update_batch(
-            rt,
-            batch_id,
-            lambda b: claim_group(b, no, now=time.time(), lease_s=lease, new_provider_id=lambda: str(uuid.uuid4())),
-        )
-    except KeyError:
-        return
-    if claim is None or claim.provider_id is None:
-        return
-    task = _task(rt, batch, claim)
-    try:
-        async with slots.slot():
+    async with slots.slot():
+        try:
+            batch, claim = update_batch(
+                rt,
+                batch_id,
+                lambda b: claim_group(b, no, now=time.time(), lease_s=lease, new_provider_id=lambda: str(uuid.uuid4())),
+            )
+        except KeyError:
+            return
+        if claim is None or claim.provider_id is None:
+            return
+        task = _task(rt, batch, claim)
+        try:
             outcome = await runware.infer_or_recover(task, maybe_sent=claim.lapsed)
-    except ProviderRejected as exc:
-        reason = f"Runware rejected the task: {exc}"
-        update_batch(rt, batch_id, lambda b: reject_group(b, no, reason))
-        return
-    except (ProviderRateLimited, ProviderUnavailable) as exc:
-        # Never sent, or its fate is still unknown: back to pending with the same taskUUID, so the next try
-        # asks Runware first (the claim's lapse marks it "maybe sent").
-        reason = str(exc)
-        retry_at = time.time() + min(2.0 ** (batch.group(no).submit_errors + 1), 30.0)
-        update_batch(
-            rt,
-            batch_id,
-            lambda b: release_claim(b, claim, reason, retry_at=retry_at, max_submit_errors=MAX_SUBMIT_ERRORS),
-        )
-        return
-    except ProviderError as exc:
-        reason = str(exc)
-        update_batch(rt, batch_id, lambda b: reject_group(b, no, reason))
-        return
+        except ProviderRejected as exc:
+            reason = f"Runware rejected the task: {exc}"
+            update_batch(rt, batch_id, lambda b: reject_group(b, no, reason))
+            return
+        except (ProviderRateLimited, ProviderUnavailable) as exc:
+            # Never sent, or its fate is still unknown: back to pending with the same taskUUID, so the next try
+            # asks Runware first (Runware answers conflictTaskUUID for a task it already has).
+            reason = str(exc)
+            retry_at = time.time() + min(2.0 ** (batch.group(no).submit_errors + 1), 30.0)
+            update_batch(
+                rt,
+                batch_id,
+                lambda b: release_claim(b, claim, reason, retry_at=retry_at, max_submit_errors=MAX_SUBMIT_ERRORS),
+            )
+            return
+        except ProviderError as exc:
+            reason = str(exc)
+            update_batch(rt, batch_id, lambda b: reject_group(b, no, reason))
+            return
     await asyncio.to_thread(apply_outcome, rt, batch_id, claim, task, outcome)
 
 

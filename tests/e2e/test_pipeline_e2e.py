@@ -13,6 +13,7 @@ from strangler_bridge.cli.devstack import DevStack
 from strangler_bridge.settings import Settings
 from strangler_bridge.simulators.video.render import find_ffmpeg, media_duration
 from tests.support.stack import create, follow
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -86,3 +87,54 @@ def test_job_of_12_chunks_becomes_a_video_matching_the_audio(make_stack: StackFa
     if video.content.startswith(b"STRANGLER-BRIDGE PLACEHOLDER"):
         pytest.skip("no encoder: the placeholder was checked above")  # pragma: no cover
     assert _media_seconds(path) == pytest.approx(audio_total, abs=0.15)
+
+
+def test_no_image_request_reaches_runware_before_segments_json_exists(make_stack: StackFactory) -> None:
+    stack = make_stack(runpod={"execution_time_s": 0.3})
+    created = create(stack, "/jobs", job_body(4))
+    with stack.client() as client:
+        job = follow(client, f"/jobs/{created['id']}", timeout=120)
+    assert job["status"] == "completed", job
+    segments_file = Path(stack.settings.artifacts_dir) / "jobs" / created["id"] / "segments.json"
+    first_image_request = stack.counters("runware")["first_request_at"]
+    assert first_image_request is not None
+    assert segments_file.stat().st_mtime <= first_image_request
+    segments_step = next(s for s in job["steps"] if s["name"] == "segments")
+    tts_step = next(s for s in job["steps"] if s["name"] == "tts")
+    assert tts_step["finished_at"] <= segments_step["finished_at"]
+
+
+def test_failed_image_step_is_retried_without_new_tts(make_stack: StackFactory) -> None:
+    stack = make_stack(runware={"failure_rate": 1.0}, provider_attempts=2)
+    created = create(stack, "/jobs", job_body(3))
+    with stack.client() as client:
+        failed = follow(client, f"/jobs/{created['id']}", timeout=120)
+        assert failed["status"] == "failed"
+        assert failed["current_step"] is None
+        assert [s["status"] for s in failed["steps"]] == ["completed", "completed", "failed", "pending"]
+        assert failed["error"].startswith("imagegen:")
+        tts_jobs = stack.counters("runpod")["jobs_received_total"]
+        stack.set_knobs("runware", failure_rate=0.0)
+        assert client.post(f"/jobs/{created['id']}/retry").status_code == 200
+        job = follow(client, f"/jobs/{created['id']}", timeout=120)
+    assert job["status"] == "completed", job
+    assert stack.counters("runpod")["jobs_received_total"] == tts_jobs
+    assert next(s for s in job["steps"] if s["name"] == "imagegen")["attempts"] == 2
+
+
+def test_cancel_during_images_leaves_nothing_running(make_stack: StackFactory) -> None:
+    stack = make_stack(runware={"latency_s": 1.5}, runware_concurrency=2)
+    created = create(stack, "/jobs", job_body(6))
+    wait_for(lambda: stack.counters("runware")["in_flight"] >= 1, timeout=60, what="image work in flight")
+    with stack.client() as client:
+        cancelled = client.post(f"/jobs/{created['id']}/cancel")
+        assert cancelled.status_code == 200
+        assert cancelled.json()["status"] == "cancelled"
+        wait_for(lambda: stack.counters("runware")["in_flight"] == 0, timeout=30, what="in-flight images to drain")
+        sent = stack.counters("runware")["requests_received"]
+        job = client.get(f"/jobs/{created['id']}", params={"wait": 3}).json()
+        batch = client.get(f"/imagegen/batch/{job['steps'][2]['batch_id']}").json()
+    assert job["status"] == "cancelled"
+    assert batch["status"] == "cancelled"
+    assert stack.counters("runware")["requests_received"] == sent  # nothing new was sent after the cancel
+    assert stack.counters("runware")["tasks_executed"] < 6

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -57,6 +58,7 @@ def _add_runware_routes(app: FastAPI, sim: RunwareSim) -> None:
     @app.post("/v1")
     async def v1(request: Request) -> Response:
         sim.counters.requests_received += 1
+        sim.counters.first_request_at = sim.counters.first_request_at or time.time()
         tasks = _task_list(await request.body())
         if tasks is None:
             return _errors(400, [error_item("validationFailed", BAD_BODY)])

@@ -14,6 +14,7 @@ class Counters:
     concurrent"."""
 
     requests_received: int = 0
+    first_request_at: float | None = None  # epoch seconds of the first POST /v1 (a test of the segments gate)
     tasks_received: int = 0
     tasks_rejected: int = 0
     tasks_executed: int = 0
@@ -36,6 +37,7 @@ class Counters:
         """The counters as JSON (``tasks_executed_max_per_task`` > 1 would mean a task was paid twice)."""
         return {
             "requests_received": self.requests_received,
+            "first_request_at": self.first_request_at,
             "tasks_received": self.tasks_received,
             "tasks_rejected": self.tasks_rejected,
             "tasks_executed": self.tasks_executed,
