@@ -1,11 +1,178 @@
-"""``strangler-bridge demo``: the main job end to end (filled in by issue 10)."""
+"""``strangler-bridge demo``: the main job end to end on one machine.
+
+Starts Redis (embedded when ``STRANGLER_REDIS_URL`` is unset), the RunPod, Runware and video simulators, the
+API and two workers; serves the example legacy Flask app (from a source checkout) over HTTP; sets the
+``jobs`` flag so the legacy ``POST /api/video/create`` hands the whole pipeline to the service; runs it for a
+short script while showing per-step progress; prints where the files are; and stops everything it started.
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
 import click
+import httpx
+from rich.console import Console
+
+from strangler_bridge.cli.devstack import DevStack
+from strangler_bridge.cli.progress import watch_job
+from strangler_bridge.contracts.flags import FlagMode, Phase, PhaseFlag
+from strangler_bridge.contracts.jobs import JobStatus, StepName
+from strangler_bridge.errors import BridgeError, ConfigError
+from strangler_bridge.service_client import ServiceClient
+from strangler_bridge.settings import Settings
+
+SAMPLE_SCRIPT = (
+    "The old lighthouse stood alone on the cliff. Every night its keeper climbed the spiral stairs. "
+    "One evening a storm rolled in from the sea. The light held steady until dawn."
+)
+# Quick but not instant providers, so the progress is visible.
+SIM_KNOBS: dict[str, dict[str, Any]] = {
+    "runpod": {"execution_time_s": [0.4, 0.8], "webhook_retry_delay_s": 1.0},
+    "runware": {"latency_s": [0.5, 1.0], "image_max_side": 320},
+    "video": {},
+}
+
+
+def _example_app_factory() -> Any:
+    """The example legacy app's ``create_app`` (it lives in the source checkout, not in the wheel)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "examples" / "legacy_app" / "__init__.py").is_file():
+        raise ConfigError("the demo runs the example app in examples/legacy_app: run it from a source checkout")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from examples.legacy_app import create_app
+
+    return create_app
+
+
+class _FlaskServer:
+    """The example app on loopback (the video service fetches its media over HTTP)."""
+
+    def __init__(self, app: Any) -> None:
+        from werkzeug.serving import make_server
+
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log lines over the progress bars
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, name="legacy-flask", daemon=True)
+
+    def __enter__(self) -> _FlaskServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.thread.join(10)
 
 
 @click.command()
-def demo() -> None:
-    """Run the whole pipeline locally: embedded Redis, simulators, API, worker, example Flask app."""
-    raise click.ClickException("the demo is not built yet; see the README for what runs today")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-output"),
+    show_default=True,
+    help="Where every file (and the logs) goes.",
+)
+@click.option("--script", "script_text", default=SAMPLE_SCRIPT, help="The text to narrate (one chunk per sentence).")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 8))
+def demo(out_dir: Path, script_text: str, workers: int) -> None:
+    """Run the whole pipeline locally: Redis, simulators, API, workers and the example Flask app."""
+    console = Console()
+    out_dir = out_dir.resolve()
+    create_flask_app = _example_app_factory()
+    base = Settings.load(artifacts_dir=out_dir / "service-artifacts")
+    video_id = f"demo-{int(time.time())}"
+    console.print("[bold]strangler-bridge demo[/bold]: starting Redis, simulators, API and workers ...")
+    with DevStack(base, workers=workers, log_dir=out_dir / "logs", **SIM_KNOBS) as stack:
+        console.print(f"  redis   {stack.settings.redis_url}")
+        console.print(f"  api     {stack.api_url}")
+        for name, server in stack.servers.items():
+            console.print(f"  {name:<7} {server.url}")
+        with ServiceClient(stack.api_url, stack.token) as service:
+            service.set_flag(Phase.JOBS, PhaseFlag(mode=FlagMode.FASTAPI, percent=100, fallback=False))
+            console.print("  flags   jobs=fastapi: the legacy endpoint hands the job to POST /jobs")
+            flask_app = create_flask_app(_flask_config(stack, out_dir / "legacy-app"))
+            with _FlaskServer(flask_app) as flask:
+                flask_app.config["PUBLIC_URL"] = flask.url
+                console.print(f"  legacy  {flask.url}  POST /api/video/create  video_id={video_id}\n")
+                result, job = _run(console, service, flask.url, video_id, script_text)
+    _report(console, result, job, base.artifacts_dir, out_dir)
+
+
+def _flask_config(stack: DevStack, output: Path) -> dict[str, Any]:
+    return {
+        "OUTPUT_DIR": str(output),
+        "RUNPOD_ENDPOINT_URL": stack.settings.runpod_endpoint_url,
+        "RUNPOD_API_KEY": "sim-key",
+        "RUNWARE_URL": stack.settings.runware_url,
+        "RUNWARE_API_KEY": "sim-key",
+        "VIDEO_SERVICE_URL": stack.settings.video_url,
+        "POLL_INTERVAL_S": 0.2,
+        "STRANGLER_SERVICE_URL": stack.api_url,
+        "STRANGLER_SERVICE_TOKEN": stack.token,
+        "STRANGLER_FLAGS_CACHE_S": 0,
+    }
+
+
+def _run(
+    console: Console, service: ServiceClient, flask_url: str, video_id: str, text: str
+) -> tuple[dict[str, Any], JobStatus]:
+    """POST to the legacy endpoint in the background while showing the service's job progress."""
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            response = httpx.post(
+                f"{flask_url}/api/video/create", json={"source_text": text, "video_id": video_id}, timeout=600
+            )
+            outcome["status"], outcome["body"] = response.status_code, response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            outcome["error"] = f"{type(exc).__name__}: {exc}"
+
+    caller = threading.Thread(target=call, name="legacy-request", daemon=True)
+    caller.start()
+    job_id = _find_job(service, video_id, caller)
+    if job_id is None:
+        caller.join(600)
+        raise BridgeError(f"the service never saw a job for {video_id}: {outcome}")
+    job = watch_job(service, job_id, console, timeout_s=600)
+    caller.join(600)
+    if "error" in outcome or outcome.get("status") != 201:
+        raise BridgeError(f"the legacy request failed: {outcome.get('error') or outcome.get('body')}")
+    body: dict[str, Any] = outcome["body"]
+    return body, job
+
+
+def _find_job(service: ServiceClient, video_id: str, caller: threading.Thread) -> str | None:
+    from strangler_bridge.contracts.listing import RecentList
+
+    while caller.is_alive():
+        listing = service.call("GET", "/jobs", RecentList.model_validate_json, params={"video_id": video_id})
+        if listing.items:
+            return listing.items[0].id
+        time.sleep(0.1)
+    return None
+
+
+def _report(console: Console, result: dict[str, Any], job: JobStatus, artifacts: Path, out_dir: Path) -> None:
+    steps = {step.name: step for step in job.steps}
+    tts, images, video = (steps[name].batch_id for name in (StepName.TTS, StepName.IMAGEGEN, StepName.VIDEO))
+    console.print(
+        f"\n[bold green]done[/bold green]: job {job.id}, video {result.get('video_id')}, "
+        f"{result.get('segments')} segments, {result.get('duration_s')} s"
+    )
+    console.print(f"  audio files    {artifacts / 'tts' / str(tts)}")
+    console.print(f"  images         {artifacts / 'img' / str(images)}")
+    console.print(f"  segments.json  {artifacts / 'jobs' / job.id / 'segments.json'}")
+    console.print(f"  video          {artifacts / 'vid' / str(video) / 'video.mp4'}")
+    legacy_copy = out_dir / "legacy-app" / "published" / f"{result.get('video_id')}.mp4"
+    console.print(f"  legacy copy    {legacy_copy}")
+    console.print(f"  logs           {out_dir / 'logs'}")
+    console.print("Everything the demo started has been stopped.")
