@@ -179,18 +179,38 @@ def test_flags_round_trip_without_restart(client: TestClient) -> None:
 def test_openapi_lists_every_route_with_examples(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     paths = spec["paths"]
-    for path in (
+    expected = [
         "/tts/batch",
         "/tts/batch/{batch_id}",
         "/tts/batch/{batch_id}/chunks/{index}/audio",
         "/tts/callback",
+        "/imagegen/batch",
+        "/imagegen/batch/{batch_id}",
+        "/imagegen/batch/{batch_id}/images/{index}",
+        "/video/render",
+        "/video/render/{render_id}",
+        "/video/render/{render_id}/video",
+        "/video/render/callback",
+        "/jobs",
+        "/jobs/{job_id}",
+        "/jobs/{job_id}/retry",
+        "/jobs/{job_id}/cancel",
+        "/jobs/{job_id}/segments.json",
+        "/jobs/{job_id}/video",
+        "/batches",
         "/flags",
         "/flags/{phase}",
+        "/artifacts/{token}",
         "/healthz",
         "/readyz",
-    ):
-        assert path in paths, path
-    assert spec["components"]["schemas"]["TtsBatchCreate"].get("examples")
+    ]
+    assert [path for path in expected if path not in paths] == []
+    schemas = spec["components"]["schemas"]
+    for body in ("TtsBatchCreate", "ImageBatchCreate", "VideoRenderCreate", "JobCreate"):
+        assert schemas[body].get("examples"), body
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            assert operation.get("summary"), f"{method.upper()} {path} has no summary"
 
 
 def _result(batch_id: str, index: int) -> ItemResult:
