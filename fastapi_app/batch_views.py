@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
 
 from fastapi_app.batches import Batch, Kind
 from fastapi_app.changes import wait_for_change
@@ -27,6 +28,11 @@ CREATE_ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorResponse, "description": "Idempotency-Key reused with another body"},
     413: {"model": ErrorResponse, "description": "Body too large"},
 }
+
+
+def accepted(status: BaseModel, created: bool) -> JSONResponse:
+    """202 with the status of a new record; 200 for a replay under the same ``Idempotency-Key``."""
+    return JSONResponse(status.model_dump(mode="json"), status_code=202 if created else 200)
 
 
 def runtime(request: Request) -> Runtime:

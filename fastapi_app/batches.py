@@ -22,6 +22,10 @@ from strangler_bridge.contracts.common import BatchStatus, ItemStatus, Progress
 
 Kind = Literal["tts", "img", "vid"]
 
+#: Submissions that did not get through (outages, 429s) before a group fails, and the longest wait between.
+MAX_SUBMIT_ERRORS = 20
+MAX_BACKOFF_S = 30.0
+
 
 class GroupStatus(str, Enum):
     """Where one provider submission stands."""
@@ -225,9 +229,9 @@ def record_submission(
 
 
 def release_claim(
-    batch: Batch, claim: Claim, error: str, *, retry_at: float, max_submit_errors: int
+    batch: Batch, claim: Claim, error: str, *, now: float, max_submit_errors: int = MAX_SUBMIT_ERRORS
 ) -> tuple[Effects, bool]:
-    """The call never reached the provider (outage, 429): back to pending, to be tried again at ``retry_at``.
+    """The call did not get through (outage, 429): back to pending, tried again after an exponential backoff.
 
     After ``max_submit_errors`` such failures in a row the group fails. Returns whether it will be retried.
     """
@@ -242,6 +246,7 @@ def release_claim(
         return _fail_group(batch, group, f"provider unreachable after {group.submit_errors} tries: {error}"), False
     group.status = GroupStatus.PENDING
     group.error = error
+    retry_at = now + min(2.0**group.submit_errors, MAX_BACKOFF_S)
     return Effects(due={due_member(batch.kind, batch.id, claim.no): retry_at}), True
 
 

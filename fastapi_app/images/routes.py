@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fastapi_app import enqueueing
 from fastapi_app.auth import require_token
-from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, artifact_response, read_batch, runtime
+from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, accepted, artifact_response, read_batch, runtime
 from fastapi_app.images import service
 from strangler_bridge.contracts.images import ImageBatchCreate, ImageBatchStatus
 
@@ -29,7 +29,7 @@ def create_batch(body: ImageBatchCreate, request: Request, idempotency_key: Idem
     batch, created = service.create_batch(rt, body, idempotency_key=idempotency_key)
     if created:
         enqueueing.submit_images(rt, batch.id)
-    return JSONResponse(service.to_status(batch).model_dump(mode="json"), status_code=202 if created else 200)
+    return accepted(service.to_status(batch), created)
 
 
 @router.get(

@@ -42,8 +42,6 @@ from strangler_bridge.providers.runware import AsyncRunwareClient, ImageTask, In
 
 log = logging.getLogger(__name__)
 
-MAX_SUBMIT_ERRORS = 20
-
 
 def limiter(rt: Runtime, client: aredis.Redis) -> Limiter:
     """The cluster-wide Runware limiter."""
@@ -101,12 +99,7 @@ async def _submit_one(rt: Runtime, runware: AsyncRunwareClient, slots: Limiter, 
             # Never sent, or its fate is still unknown: back to pending with the same taskUUID, so the next try
             # asks Runware first (Runware answers conflictTaskUUID for a task it already has).
             reason = str(exc)
-            retry_at = time.time() + min(2.0 ** (batch.group(no).submit_errors + 1), 30.0)
-            update_batch(
-                rt,
-                batch_id,
-                lambda b: release_claim(b, claim, reason, retry_at=retry_at, max_submit_errors=MAX_SUBMIT_ERRORS),
-            )
+            update_batch(rt, batch_id, lambda b: release_claim(b, claim, reason, now=time.time()))
             return
         except ProviderError as exc:
             reason = str(exc)

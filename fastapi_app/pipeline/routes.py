@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from fastapi_app import enqueueing
 from fastapi_app.auth import require_token
-from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, runtime
+from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, accepted, runtime
 from fastapi_app.batches import Batch
 from fastapi_app.changes import wait_for_change
 from fastapi_app.pipeline import service
@@ -62,8 +62,7 @@ async def create_job(body: JobCreate, request: Request, idempotency_key: Idempot
     job, created = await run_in_threadpool(service.create_job, rt, body, idempotency_key=idempotency_key)
     if created:
         await run_in_threadpool(enqueueing.advance_job, rt, job.id)
-    status = await _status(rt, job)
-    return JSONResponse(status.model_dump(mode="json"), status_code=202 if created else 200)
+    return accepted(await _status(rt, job), created)
 
 
 @router.get("/{job_id}", response_model=JobStatus, summary="Read a job, optionally long-polling", responses=ERRORS)

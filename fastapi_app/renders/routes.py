@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fastapi_app import enqueueing
 from fastapi_app.auth import require_token
-from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, artifact_response, read_batch, runtime
+from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, accepted, artifact_response, read_batch, runtime
 from fastapi_app.batches import due_member
 from fastapi_app.renders import service
 from fastapi_app.renders.video_work import PURPOSE
@@ -30,7 +30,7 @@ def create_render(body: VideoRenderCreate, request: Request, idempotency_key: Id
     batch, created = service.create_render(rt, body, idempotency_key=idempotency_key)
     if created:
         enqueueing.submit_render(rt, batch.id)
-    return JSONResponse(service.to_status(batch).model_dump(mode="json"), status_code=202 if created else 200)
+    return accepted(service.to_status(batch), created)
 
 
 @router.get("/{render_id}", response_model=VideoRenderStatus, summary="Read a render (long-poll)", responses=ERRORS)

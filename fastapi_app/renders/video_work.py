@@ -35,7 +35,6 @@ from strangler_bridge.providers.video import RenderOptions, RenderRequest, Rende
 log = logging.getLogger(__name__)
 
 PURPOSE = "vid"
-MAX_SUBMIT_ERRORS = 30
 
 
 def callback_url(rt: Runtime, batch_id: str) -> str:
@@ -76,12 +75,7 @@ def submit(rt: Runtime, batch_id: str) -> None:
     except ProviderError as exc:
         # The render id is kept (release_claim does not clear it): resubmitting it is idempotent.
         reason = str(exc)
-        retry_at = time.time() + min(2.0 ** (batch.group(0).submit_errors + 1), 30.0)
-        update_batch(
-            rt,
-            batch_id,
-            lambda b: release_claim(b, claim, reason, retry_at=retry_at, max_submit_errors=MAX_SUBMIT_ERRORS),
-        )
+        update_batch(rt, batch_id, lambda b: release_claim(b, claim, reason, now=time.time()))
         return
     update_batch(
         rt,

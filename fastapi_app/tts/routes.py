@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fastapi_app import enqueueing
 from fastapi_app.auth import require_token
-from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, artifact_response, read_batch, runtime
+from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, accepted, artifact_response, read_batch, runtime
 from fastapi_app.batches import due_member
 from fastapi_app.signing import verify
 from fastapi_app.tts import runpod_work, service
@@ -44,8 +44,7 @@ def create_batch(body: TtsBatchCreate, request: Request, idempotency_key: Idempo
     batch, created = service.create_batch(rt, body, idempotency_key=idempotency_key)
     if created:
         enqueueing.submit_tts(rt, batch.id)
-    status = service.to_status(batch)
-    return JSONResponse(status.model_dump(mode="json"), status_code=202 if created else 200)
+    return accepted(service.to_status(batch), created)
 
 
 @router.get(

@@ -38,7 +38,6 @@ from strangler_bridge.providers.runpod import RunPodJob, RunPodStatus, parse_tts
 
 log = logging.getLogger(__name__)
 
-MAX_SUBMIT_ERRORS = 20
 PURPOSE = "tts"
 
 
@@ -95,12 +94,7 @@ def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
             log.warning("runpod submit outcome unknown for batch %s group %s: %s", batch_id, no, exc)
             return
         reason = str(exc)
-        retry_at = time.time() + min(2.0 ** (batch.group(no).submit_errors + 1), 60.0)
-        update_batch(
-            rt,
-            batch_id,
-            lambda b: release_claim(b, claim, reason, retry_at=retry_at, max_submit_errors=MAX_SUBMIT_ERRORS),
-        )
+        update_batch(rt, batch_id, lambda b: release_claim(b, claim, reason, now=time.time()))
         return
     update_batch(
         rt,

@@ -6,32 +6,12 @@ pick a change up within ``STRANGLER_FLAGS_CACHE_S`` seconds; nothing restarts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
 
+from strangler_bridge.cli.connection import service_client, with_connection
 from strangler_bridge.contracts.flags import FlagMode, FlagSet, Phase, PhaseFlag
-from strangler_bridge.service_client import ServiceClient
-from strangler_bridge.settings import Settings, env_name
-
-
-def _with_connection(command: Any) -> Any:
-    """Add ``--url`` and ``--token``, which default to the environment."""
-    command = click.option("--token", help=f"Bearer token (default: ${env_name('service_token')}).")(command)
-    return click.option("--url", help=f"Service base URL (default: ${env_name('service_url')}).")(command)
-
-
-@contextmanager
-def _client(url: str | None, token: str | None) -> Iterator[ServiceClient]:
-    overrides: dict[str, Any] = {}
-    if url:
-        overrides["service_url"] = url
-    if token:
-        overrides["service_token"] = token
-    with ServiceClient.from_settings(Settings.load(**overrides)) as client:
-        yield client
 
 
 def _table(flag_set: FlagSet) -> str:
@@ -55,10 +35,10 @@ def flags() -> None:
 
 @flags.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the flag set as JSON.")
-@_with_connection
+@with_connection
 def show(as_json: bool, url: str | None, token: str | None) -> None:
     """Print every phase's flag."""
-    with _client(url, token) as client:
+    with service_client(url, token) as client:
         _echo(client.get_flags(), as_json)
 
 
@@ -69,7 +49,7 @@ def show(as_json: bool, url: str | None, token: str | None) -> None:
 @click.option("--allow", help='Comma-separated video ids that always get MODE ("" clears the list).')
 @click.option("--fallback/--no-fallback", default=None, help="Run the legacy code when the service fails.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new flag set as JSON.")
-@_with_connection
+@with_connection
 def set_flag(
     *,
     phase: str,
@@ -85,7 +65,7 @@ def set_flag(
 
     Options not given keep their current values, e.g. `flags set tts fastapi --percent 10` keeps the allow list.
     """
-    with _client(url, token) as client:
+    with service_client(url, token) as client:
         current = client.get_flags().flags.get(Phase(phase), PhaseFlag())
         changes: dict[str, Any] = {"mode": mode}
         if percent is not None:

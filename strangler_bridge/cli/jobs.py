@@ -5,33 +5,14 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
 from rich.console import Console
 
+from strangler_bridge.cli.connection import service_client, with_connection
 from strangler_bridge.cli.progress import watch_job
 from strangler_bridge.contracts.jobs import JobCreate, JobStatus
-from strangler_bridge.service_client import ServiceClient
-from strangler_bridge.settings import Settings, env_name
-
-
-@contextmanager
-def _client(url: str | None, token: str | None) -> Iterator[ServiceClient]:
-    overrides: dict[str, Any] = {}
-    if url:
-        overrides["service_url"] = url
-    if token:
-        overrides["service_token"] = token
-    with ServiceClient.from_settings(Settings.load(**overrides)) as client:
-        yield client
-
-
-def _connection(command: Any) -> Any:
-    command = click.option("--token", help=f"Bearer token (default: ${env_name('service_token')}).")(command)
-    return click.option("--url", help=f"Service base URL (default: ${env_name('service_url')}).")(command)
 
 
 def script_to_job(text: str, *, voice: str, style: str | None, video_id: str | None) -> JobCreate:
@@ -70,14 +51,14 @@ def jobs() -> None:
 @click.option("--style", default=None, help="Image style appended to every prompt.")
 @click.option("--video-id", default=None, help="The legacy app's video id, for correlation.")
 @click.option("--watch/--no-watch", default=True, show_default=True, help="Show live progress until it ends.")
-@_connection
+@with_connection
 def submit(
     *, script: Any, voice: str, style: str | None, video_id: str | None, watch: bool, url: str | None, token: str | None
 ) -> None:
     """Submit SCRIPT (a text file, '-' for stdin, or a JobCreate JSON document) as a pipeline job."""
     body = script_to_job(script.read(), voice=voice, style=style, video_id=video_id)
     console = Console()
-    with _client(url, token) as client:
+    with service_client(url, token) as client:
         status = client.call("POST", "/jobs", JobStatus.model_validate_json, content=body.model_dump_json().encode())
         console.print(f"submitted job {status.id} ({len(body.chunks)} chunks)")
         if watch:
@@ -86,22 +67,22 @@ def submit(
 
 @jobs.command()
 @click.argument("job_id")
-@_connection
+@with_connection
 def watch(job_id: str, url: str | None, token: str | None) -> None:
     """Show live per-step progress of JOB_ID until it ends (exit 1 unless it completed)."""
     console = Console()
-    with _client(url, token) as client:
+    with service_client(url, token) as client:
         _finish(watch_job(client, job_id, console), console)
 
 
 @jobs.command()
 @click.argument("job_id")
 @click.option("--watch/--no-watch", default=True, show_default=True)
-@_connection
+@with_connection
 def retry(job_id: str, watch: bool, url: str | None, token: str | None) -> None:
     """Resume a failed or cancelled JOB_ID from its first unfinished step."""
     console = Console()
-    with _client(url, token) as client:
+    with service_client(url, token) as client:
         status = client.call("POST", f"/jobs/{job_id}/retry", JobStatus.model_validate_json)
         console.print(f"job {status.id}: resumed at {status.current_step.value if status.current_step else '-'}")
         if watch:
@@ -110,9 +91,9 @@ def retry(job_id: str, watch: bool, url: str | None, token: str | None) -> None:
 
 @jobs.command()
 @click.argument("job_id")
-@_connection
+@with_connection
 def cancel(job_id: str, url: str | None, token: str | None) -> None:
     """Cancel JOB_ID: no new submissions; provider work is cancelled where the provider allows it."""
-    with _client(url, token) as client:
+    with service_client(url, token) as client:
         status = client.call("POST", f"/jobs/{job_id}/cancel", JobStatus.model_validate_json)
     click.echo(json.dumps({"id": status.id, "status": status.status.value}))

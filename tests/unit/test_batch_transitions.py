@@ -122,10 +122,24 @@ def test_unsent_submission_goes_back_to_pending_without_using_an_attempt() -> No
     batch = _batch(2, 2)
     _, claim = claim_group(batch, 0, now=100.0, lease_s=30)
     assert claim is not None
-    effects, again = release_claim(batch, claim, "HTTP 503", retry_at=105.0, max_submit_errors=3)
+    effects, again = release_claim(batch, claim, "HTTP 503", now=100.0, max_submit_errors=3)
     assert again
     assert batch.group(0).status is GroupStatus.PENDING and batch.group(0).attempt == 0
-    assert list(effects.due.values()) == [105.0]
+    assert list(effects.due.values()) == [102.0]  # backs off 2 ** (failures so far) seconds
+
+
+def test_repeated_unsent_submissions_back_off_then_fail() -> None:
+    batch = _batch(2, 2)
+    delays = []
+    for round_no in range(3):
+        _, claim = claim_group(batch, 0, now=1000.0 * (round_no + 1), lease_s=30)
+        assert claim is not None
+        effects, again = release_claim(batch, claim, "HTTP 429", now=0.0, max_submit_errors=3)
+        delays.extend(effects.due.values())
+    assert delays == [2.0, 4.0]
+    assert not again
+    assert batch.group(0).status is GroupStatus.FAILED
+    assert "after 3 tries" in (batch.item(0).error or "")
 
 
 def test_rejection_fails_the_group_with_the_reason() -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.settings_table import README, updated
+from scripts.readme_sections import README, updated
 
 pytestmark = pytest.mark.unit
 
 
-def test_readme_settings_table_matches_settings_class() -> None:
+def test_readme_generated_sections_are_current() -> None:
     text = README.read_text()
-    assert updated(text) == text, "run: python scripts/settings_table.py"
+    assert updated(text) == text, "run: python scripts/readme_sections.py"
