@@ -91,33 +91,39 @@ def _wait_with_retry_after(base: Any) -> Any:
     return wait
 
 
-def send(client: httpx.Client, request: httpx.Request, policy: RetryPolicy) -> httpx.Response:
+def send(client: httpx.Client, request: httpx.Request, policy: RetryPolicy, *, stream: bool = False) -> httpx.Response:
     """Send ``request`` with retries; returns the last response (even a retryable one) once tries run out.
 
-    Transport errors that survive every try are raised as :class:`httpx.TransportError`.
+    With ``stream``, a successful response's body is left unread (the caller streams it and closes the
+    response); error bodies are always read, so the provider's message can be quoted. Transport errors that
+    survive every try are raised as :class:`httpx.TransportError`.
     """
     try:
         for attempt in Retrying(**policy._kwargs()):
             with attempt:
-                response = client.send(request)
-                if response.status_code in policy.statuses:
+                response = client.send(request, stream=stream)
+                if response.status_code >= 400:
                     response.read()
-                    raise _RetryableStatus(response)
+                    if response.status_code in policy.statuses:
+                        raise _RetryableStatus(response)
                 return response
     except _RetryableStatus as exc:
         return exc.response
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def asend(client: httpx.AsyncClient, request: httpx.Request, policy: RetryPolicy) -> httpx.Response:
+async def asend(
+    client: httpx.AsyncClient, request: httpx.Request, policy: RetryPolicy, *, stream: bool = False
+) -> httpx.Response:
     """The async twin of :func:`send`."""
     try:
         async for attempt in AsyncRetrying(**policy._kwargs()):
             with attempt:
-                response = await client.send(request)
-                if response.status_code in policy.statuses:
+                response = await client.send(request, stream=stream)
+                if response.status_code >= 400:
                     await response.aread()
-                    raise _RetryableStatus(response)
+                    if response.status_code in policy.statuses:
+                        raise _RetryableStatus(response)
                 return response
     except _RetryableStatus as exc:
         return exc.response

@@ -45,7 +45,6 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from tenacity import AsyncRetrying, Retrying
 
 from strangler_bridge.errors import (
     DeadlineExceeded,
@@ -57,7 +56,7 @@ from strangler_bridge.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from strangler_bridge.http import Operation, RetryPolicy, _RetryableStatus, adrive, drive
+from strangler_bridge.http import Operation, RetryPolicy, adrive, asend, drive, send
 from strangler_bridge.settings import Settings
 
 PROVIDER = "video"
@@ -348,7 +347,7 @@ class VideoClient(VideoContract):
         """Stream the video (by render id or ``video_url``) into ``dest``; returns the bytes written."""
         written = 0
         try:
-            response = _send_stream(self.http, self.build_download(render_id_or_url), self.retry)
+            response = send(self.http, self.build_download(render_id_or_url), self.retry, stream=True)
             try:
                 self.raise_for_error(response, f"download video {render_id_or_url}")
                 self.check_size(response, 0, max_bytes)
@@ -419,7 +418,7 @@ class AsyncVideoClient(VideoContract):
         """Stream the video (by render id or ``video_url``) into ``dest``; returns the bytes written."""
         written = 0
         try:
-            response = await _asend_stream(self.http, self.build_download(render_id_or_url), self.retry)
+            response = await asend(self.http, self.build_download(render_id_or_url), self.retry, stream=True)
             try:
                 self.raise_for_error(response, f"download video {render_id_or_url}")
                 self.check_size(response, 0, max_bytes)
@@ -447,35 +446,3 @@ class AsyncVideoClient(VideoContract):
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
-
-
-# Streaming twins of strangler_bridge.http.send/asend: the same retry policy, but a good response's body is left
-# unread so a large video never sits in memory; error bodies are read so raise_for_error can quote the message.
-def _send_stream(client: httpx.Client, request: httpx.Request, policy: RetryPolicy) -> httpx.Response:
-    try:
-        for attempt in Retrying(**policy._kwargs()):
-            with attempt:
-                response = client.send(request, stream=True)
-                if response.status_code >= 400:
-                    response.read()
-                    if response.status_code in policy.statuses:
-                        raise _RetryableStatus(response)
-                return response
-    except _RetryableStatus as exc:
-        return exc.response
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-async def _asend_stream(client: httpx.AsyncClient, request: httpx.Request, policy: RetryPolicy) -> httpx.Response:
-    try:
-        async for attempt in AsyncRetrying(**policy._kwargs()):
-            with attempt:
-                response = await client.send(request, stream=True)
-                if response.status_code >= 400:
-                    await response.aread()
-                    if response.status_code in policy.statuses:
-                        raise _RetryableStatus(response)
-                return response
-    except _RetryableStatus as exc:
-        return exc.response
-    raise AssertionError("unreachable")  # pragma: no cover
