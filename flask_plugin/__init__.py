@@ -6,18 +6,43 @@
 
     @bridge.step("tts")                 # routed by the tts flag, per video
     def synthesize(chunks, voice, out_dir, video_id): ...
+
+    @bridge.step("imagegen", adapter=ImageAdapter(width=1024, height=576))
+    def generate(prompts, out_dir, video_id): ...
+
+    @bridge.step("video")
+    def render(segments, out_dir, video_id): ...
+
+    @bridge.step("jobs")                # the whole pipeline on POST /jobs
+    def produce(chunks, voice, style, out_dir, video_id): ...
 """
 
-from flask_plugin.adapters import StepAdapter, StepCall, TtsAdapter
-from flask_plugin.client import TTS, BatchFailed, BatchRoute, BridgeClient, Deadline, idempotency_key
+from flask_plugin.adapters import ParameterAdapter, StepAdapter, StepCall, TtsAdapter
+from flask_plugin.client import (
+    IMAGES,
+    JOBS,
+    TTS,
+    VIDEO,
+    BatchFailed,
+    BatchRoute,
+    BridgeClient,
+    Deadline,
+    idempotency_key,
+)
 from flask_plugin.events import BridgeEvent, EventKind, EventLog
 from flask_plugin.extension import StranglerBridge, load_settings
 from flask_plugin.flag_cache import FlagCache, FlagSnapshot
+from flask_plugin.imagegen import ImageAdapter
+from flask_plugin.jobs import JobAdapter
 from flask_plugin.state import EXTENSION_KEY, BridgeState
+from flask_plugin.video import VideoAdapter
 
 __all__ = [
     "EXTENSION_KEY",
+    "IMAGES",
+    "JOBS",
     "TTS",
+    "VIDEO",
     "BatchFailed",
     "BatchRoute",
     "BridgeClient",
@@ -28,10 +53,14 @@ __all__ = [
     "EventLog",
     "FlagCache",
     "FlagSnapshot",
+    "ImageAdapter",
+    "JobAdapter",
+    "ParameterAdapter",
     "StepAdapter",
     "StepCall",
     "StranglerBridge",
     "TtsAdapter",
+    "VideoAdapter",
     "idempotency_key",
     "load_settings",
 ]

@@ -3,8 +3,11 @@
 A :class:`StepAdapter` knows, for one phase, how to read the video id from the legacy call, turn the
 call into a service request, run that request on the service into a directory, and shape the outcome
 exactly like the legacy function's return value (so callers cannot tell who answered). It also compares
-a legacy result with a service result for shadow mode. :class:`TtsAdapter` is the phase 1 adapter;
-override its hooks when the legacy ``tts`` function has another signature or return shape.
+a legacy result with a service result for shadow mode.
+
+:class:`ParameterAdapter` is the base of the built-in adapters, which read the legacy function's arguments
+by parameter name: :class:`TtsAdapter` here, ``ImageAdapter``, ``VideoAdapter`` and ``JobAdapter`` in their
+phase's module. Override their hooks when a legacy function has another signature or return shape.
 """
 
 from __future__ import annotations
@@ -76,7 +79,51 @@ class StepAdapter(ABC, Generic[RequestT, ResultT]):
         """Differences that matter between a legacy and a service result; empty when they match."""
 
 
-class TtsAdapter(StepAdapter[TtsBatchCreate, list[dict[str, Any]]]):
+class ParameterAdapter(StepAdapter[RequestT, ResultT]):
+    """A :class:`StepAdapter` that reads the legacy call's arguments by parameter name.
+
+    ``video_id_arg`` names the video id (``None``: calls carry none) and ``out_dir_arg`` the directory the
+    legacy code writes into. Subclasses list, in :meth:`required`, the parameters their default hooks read;
+    :meth:`check` then reports a missing one when the step is declared, not on the first video.
+    """
+
+    def __init__(self, *, out_dir_arg: str = "out_dir", video_id_arg: str | None = "video_id") -> None:
+        self.out_dir_arg = out_dir_arg
+        self.video_id_arg = video_id_arg
+
+    def required(self) -> dict[str, tuple[str, Callable[..., Any]]]:
+        """``{option: (parameter name, the hook that reads it)}`` for every parameter the hooks need."""
+        return {"out_dir_arg": (self.out_dir_arg, ParameterAdapter.output_dir)}
+
+    def check(self, func: Callable[..., Any]) -> None:
+        """Every parameter the default hooks read must exist on ``func`` (unless that hook is overridden)."""
+        params = inspect.signature(func).parameters
+        name_of_type = type(self).__name__
+        for option, (name, hook) in self.required().items():
+            overridden = getattr(type(self), hook.__name__) is not hook
+            if name not in params and not overridden:
+                raise ConfigError(
+                    f"{func.__qualname__}() has no parameter {name!r}: pass {name_of_type}({option}='<its name>') "
+                    f"to @bridge.step('{self.phase.value}', adapter=...), or override "
+                    f"{name_of_type}.{hook.__name__}()"
+                )
+
+    def video_id(self, call: StepCall) -> str | None:
+        """The ``video_id`` argument, as a string (``None`` if absent)."""
+        return self.optional(call, self.video_id_arg)
+
+    def output_dir(self, call: StepCall) -> Path:
+        """The ``out_dir`` argument."""
+        return Path(call.arguments[self.out_dir_arg])
+
+    @staticmethod
+    def optional(call: StepCall, name: str | None) -> str | None:
+        """The argument ``name`` as a string, or ``None`` if there is no such parameter or it is empty."""
+        value = call.arguments.get(name) if name else None
+        return None if value is None or value == "" else str(value)
+
+
+class TtsAdapter(ParameterAdapter[TtsBatchCreate, list[dict[str, Any]]]):
     """Adapter of a legacy TTS function shaped like ``synthesize(chunks, voice, out_dir, video_id)``.
 
     ``chunks`` is a list of strings (or of mappings with ``text`` and optional ``index`` / ``voice``); the
@@ -102,47 +149,26 @@ class TtsAdapter(StepAdapter[TtsBatchCreate, list[dict[str, Any]]]):
         duration_tolerance: float = 0.15,
         duration_slack_s: float = 0.25,
     ) -> None:
+        super().__init__(out_dir_arg=out_dir_arg, video_id_arg=video_id_arg)
         self.chunks_arg = chunks_arg
         self.voice_arg = voice_arg
-        self.out_dir_arg = out_dir_arg
-        self.video_id_arg = video_id_arg
         self.audio_format = audio_format
         self.filename = filename
         self.duration_tolerance = duration_tolerance
         self.duration_slack_s = duration_slack_s
 
-    def check(self, func: Callable[..., Any]) -> None:
-        """Every parameter the default hooks read must exist on ``func`` (unless the hook is overridden)."""
-        params = inspect.signature(func).parameters
-        needed = {
-            "chunks_arg": (self.chunks_arg, TtsAdapter.build_request),
-            "out_dir_arg": (self.out_dir_arg, TtsAdapter.output_dir),
-        }
-        for option, (name, hook) in needed.items():
-            overridden = getattr(type(self), hook.__name__) is not hook
-            if name not in params and not overridden:
-                raise ConfigError(
-                    f"{func.__qualname__}() has no parameter {name!r}: pass TtsAdapter({option}='<its name>') "
-                    f"to @bridge.step('tts', adapter=...), or override TtsAdapter.{hook.__name__}()"
-                )
-
-    def video_id(self, call: StepCall) -> str | None:
-        """The ``video_id`` argument, as a string (``None`` if absent)."""
-        value = call.arguments.get(self.video_id_arg) if self.video_id_arg else None
-        return None if value is None else str(value)
+    def required(self) -> dict[str, tuple[str, Callable[..., Any]]]:
+        """The chunks and the output directory."""
+        return {"chunks_arg": (self.chunks_arg, TtsAdapter.build_request), **super().required()}
 
     def build_request(self, call: StepCall) -> TtsBatchCreate:
         """A batch with one chunk per legacy chunk, in order, with the legacy voice."""
-        chunks = [_chunk(item) for item in _sequence(call.arguments[self.chunks_arg], self.chunks_arg)]
-        voice = call.arguments.get(self.voice_arg) if self.voice_arg else None
+        chunks = [_chunk(item) for item in sequence(call.arguments[self.chunks_arg], self.chunks_arg)]
+        voice = self.optional(call, self.voice_arg)
         body: dict[str, Any] = {"chunks": chunks, "format": self.audio_format, "video_id": self.video_id(call)}
         if voice:
-            body["voice"] = str(voice)
+            body["voice"] = voice
         return TtsBatchCreate.model_validate(body)
-
-    def output_dir(self, call: StepCall) -> Path:
-        """The ``out_dir`` argument."""
-        return Path(call.arguments[self.out_dir_arg])
 
     def run(
         self, client: BridgeClient, request: TtsBatchCreate, output_dir: Path, deadline: Deadline
@@ -169,17 +195,31 @@ class TtsAdapter(StepAdapter[TtsBatchCreate, list[dict[str, Any]]]):
             return [f"chunk count: legacy {len(legacy)}, service {len(service)}"]
         problems = []
         for position, (old, new) in enumerate(zip(legacy, service, strict=True)):
-            a, b = old.get("duration_s"), new.get("duration_s")
-            if a is None or b is None:
-                problems.append(f"chunk {position} duration: legacy {a}, service {b}")
-            elif abs(a - b) > max(self.duration_tolerance * a, self.duration_slack_s):
-                problems.append(f"chunk {position} duration: legacy {a:.2f} s, service {b:.2f} s")
+            problem = duration_problem(
+                f"chunk {position}",
+                old.get("duration_s"),
+                new.get("duration_s"),
+                self.duration_tolerance,
+                self.duration_slack_s,
+            )
+            if problem:
+                problems.append(problem)
         return problems
 
 
-def _sequence(value: Any, name: str) -> Sequence[Any]:
+def duration_problem(what: str, legacy: float | None, service: float | None, tolerance: float, slack_s: float) -> str:
+    """A message if the two durations differ by more than ``tolerance`` of the legacy one or ``slack_s``."""
+    if legacy is None or service is None:
+        return f"{what} duration: legacy {legacy}, service {service}"
+    if abs(legacy - service) > max(tolerance * legacy, slack_s):
+        return f"{what} duration: legacy {legacy:.2f} s, service {service:.2f} s"
+    return ""
+
+
+def sequence(value: Any, name: str) -> Sequence[Any]:
+    """``value`` as a list of items (not a string); ``TypeError`` naming the parameter otherwise."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise TypeError(f"{name} must be a list of texts, got {type(value).__name__}")
+        raise TypeError(f"{name} must be a list, got {type(value).__name__}")
     return value
 
 

@@ -18,9 +18,12 @@ from flask_plugin.blueprint import create_blueprint
 from flask_plugin.client import BridgeClient
 from flask_plugin.events import EventLog
 from flask_plugin.flag_cache import FlagCache
+from flask_plugin.imagegen import ImageAdapter
+from flask_plugin.jobs import JobAdapter
 from flask_plugin.shadow import ShadowRunner
 from flask_plugin.state import EXTENSION_KEY, BridgeState, current_state, get_state
 from flask_plugin.step import StepRouter
+from flask_plugin.video import VideoAdapter
 from strangler_bridge.contracts.flags import FlagMode, Phase
 from strangler_bridge.errors import ConfigError
 from strangler_bridge.flags import effective_mode
@@ -33,7 +36,13 @@ FLAG_FETCH_TIMEOUT_S = 1.0
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_DEFAULT_ADAPTERS: dict[Phase, Callable[[], StepAdapter[Any, Any]]] = {Phase.TTS: TtsAdapter}
+#: The adapter of each phase when ``@bridge.step(phase)`` is given none (each with its default parameter names).
+_DEFAULT_ADAPTERS: dict[Phase, Callable[[], StepAdapter[Any, Any]]] = {
+    Phase.TTS: TtsAdapter,
+    Phase.IMAGEGEN: ImageAdapter,
+    Phase.VIDEO: VideoAdapter,
+    Phase.JOBS: JobAdapter,
+}
 
 
 def load_settings(config: Mapping[str, Any]) -> Settings:
@@ -90,13 +99,12 @@ class StranglerBridge:
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorate a legacy function so each call is answered per the phase's flag (see ``flask_plugin.step``).
 
-        ``adapter`` translates the function's arguments and result; ``tts`` has a default
-        (:class:`TtsAdapter`). The legacy function stays reachable as ``wrapped.__wrapped__``.
+        ``adapter`` translates the function's arguments and result; each phase has a default with the
+        documented parameter names (:class:`TtsAdapter`, :class:`ImageAdapter`, :class:`VideoAdapter`,
+        :class:`JobAdapter`). The legacy function stays reachable as ``wrapped.__wrapped__``.
         """
         phase = _phase(phase)
         if adapter is None:
-            if phase not in _DEFAULT_ADAPTERS:
-                raise ConfigError(f"no built-in adapter for phase {phase.value!r} yet: pass adapter=<a StepAdapter>")
             adapter = _DEFAULT_ADAPTERS[phase]()
         elif adapter.phase is not phase:
             raise ConfigError(f"{type(adapter).__name__} is for phase {adapter.phase.value!r}, not {phase.value!r}")

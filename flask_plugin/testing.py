@@ -1,45 +1,94 @@
 """An in-memory stand-in for the service's HTTP API, for unit tests of a legacy app's wiring.
 
-``FakeService`` answers the routes ``BridgeClient`` uses (TTS batches, audio, flags, readiness) with the
-real contracts, as an :class:`httpx.MockTransport` handler: no server, no Redis. Use :meth:`FakeService.client`
-for a ready client, or route a mocking library (respx) to :meth:`FakeService.handle`. Knobs script failures,
-slow batches and a gate that holds requests until a test releases them. Integration and e2e tests use the
-real service instead.
+``FakeService`` answers the routes ``BridgeClient`` uses (TTS batches, image batches, video renders, pipeline
+jobs, their files, flags, readiness) with the real contracts, as an :class:`httpx.MockTransport` handler: no
+server, no Redis. Use :meth:`FakeService.client` for a ready client, or route a mocking library (respx) to
+:meth:`FakeService.handle`. Knobs script failures, slow work and a gate that holds requests until a test
+releases them. Its files are real enough to compare: WAV audio of the right length, PNG images of the asked
+size, MP4 files whose header carries the video's duration. Integration and e2e tests use the real service.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import struct
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from flask_plugin.client import BridgeClient
 from strangler_bridge.audio import tone_wav
 from strangler_bridge.contracts.common import BatchStatus, ItemStatus, Progress
 from strangler_bridge.contracts.flags import FlagSet, Phase, PhaseFlag
+from strangler_bridge.contracts.images import ImageBatchCreate, ImageBatchStatus, ImageResult
+from strangler_bridge.contracts.jobs import STEP_ORDER, JobCreate, JobStatus, StepStatus
 from strangler_bridge.contracts.tts import TtsBatchCreate, TtsBatchStatus, TtsChunkResult
+from strangler_bridge.contracts.video import VideoRenderCreate, VideoRenderStatus
 from strangler_bridge.flags import default_flags
 from strangler_bridge.http import RetryPolicy
 
 FAST_RETRIES = RetryPolicy(attempts=3, initial_s=0.001, max_s=0.002, jitter_s=0.0)
-_BATCH = re.compile(r"^/tts/batch/(?P<id>[^/]+)$")
-_AUDIO = re.compile(r"^/tts/batch/(?P<id>[^/]+)/chunks/(?P<index>\d+)/audio$")
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """One kind of work the fake serves: its id prefix, its collection path and its create model."""
+
+    prefix: str
+    path: str
+    create: type[BaseModel]
+
+
+_KINDS = (
+    _Kind("tts", "/tts/batch", TtsBatchCreate),
+    _Kind("img", "/imagegen/batch", ImageBatchCreate),
+    _Kind("vr", "/video/render", VideoRenderCreate),
+    _Kind("job", "/jobs", JobCreate),
+)
+_ITEM = re.compile(r"^(?P<path>/.+)/(?P<id>(?:tts|img|vr|job)_[0-9a-f]+)(?:/(?P<action>retry|cancel))?$")
 
 
 def _error(status: int, code: str, message: str) -> httpx.Response:
     return httpx.Response(status, json={"error": {"code": code, "message": message}})
 
 
+def png(width: int, height: int) -> bytes:
+    """A valid grey PNG of ``width`` x ``height`` pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = (b"\x00" + b"\x80" * width) * height
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def mp4(seconds: float) -> bytes:
+    """The boxes of an MP4 that say how long it is (``ftyp`` and ``moov/mvhd``), and no media."""
+
+    def box(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", 8 + len(data)) + kind + data
+
+    matrix = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    mvhd = struct.pack(">4xIIII", 0, 0, 1000, round(seconds * 1000)) + struct.pack(">IH10x", 0x10000, 0x100)
+    mvhd += matrix + bytes(24) + struct.pack(">I", 2)
+    return box(b"ftyp", b"isom" + bytes(4) + b"isomiso2mp41") + box(b"moov", box(b"mvhd", mvhd))
+
+
 @dataclass
 class _Batch:
+    kind: _Kind
     body: bytes
-    status: TtsBatchStatus
+    request: Any
+    status: Any
     polls: int = 0
 
 
@@ -50,12 +99,16 @@ class FakeService:
     base_url: str = "http://service.test"
     token: str = "test-token"  # noqa: S105 - the fake's own token, not a secret
     flags: FlagSet = field(default_factory=lambda: FlagSet(flags=default_flags(), version=1))
-    #: Status reads a batch needs before it completes (0: it is complete when created).
+    #: Status reads a batch, render or job needs before it completes (0: it is complete when created).
     polls_to_complete: int = 0
-    #: Make every batch end ``failed``.
+    #: Make every batch, render and job end ``failed``.
     fail_batches: bool = False
-    #: Audio seconds for a chunk's text.
+    #: Audio seconds for a chunk's text (TTS chunks and job segments).
     duration_for: Callable[[str], float] = lambda text: round(0.02 * len(text), 3)
+    #: Pixel size of an image asked for at ``(width, height)``.
+    image_size_for: Callable[[int, int], tuple[int, int]] = lambda width, height: (width, height)
+    #: Video seconds for segments that span this many seconds.
+    video_seconds_for: Callable[[float], float] = lambda seconds: seconds
     #: When set, requests under ``gate_path`` wait for it (``entered`` is set first), so a test controls timing.
     gate: threading.Event | None = None
     gate_path: str = "/tts/"
@@ -64,7 +117,7 @@ class FakeService:
     _scripted: list[tuple[str, str, Callable[[httpx.Request], httpx.Response]]] = field(default_factory=list)
     _batches: dict[str, _Batch] = field(default_factory=dict)
     _keys: dict[str, str] = field(default_factory=dict)
-    _audio: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    _files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- for tests --------------------------------------------------------------------------------
@@ -97,6 +150,11 @@ class FakeService:
         with self._lock:
             return sum(1 for m, p in self.calls if m == method.upper() and p.startswith(path_prefix))
 
+    def created(self, path: str) -> list[Any]:
+        """The create requests (parsed models) of one kind, e.g. ``created("/jobs")``, in the order received."""
+        with self._lock:
+            return [batch.request for batch in self._batches.values() if batch.kind.path == path]
+
     # --- the API ------------------------------------------------------------------------------------
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -127,20 +185,22 @@ class FakeService:
             except (ValueError, ValidationError) as exc:
                 return _error(422, "invalid_input", str(exc))
             return httpx.Response(200, content=self.flags.model_dump_json())
-        if method == "POST" and path == "/tts/batch":
+        if method == "POST" and any(kind.path == path for kind in _KINDS):
             return self._create(request)
-        if method == "GET" and (match := _BATCH.match(path)):
+        if method == "GET" and path in self._files:
+            content, content_type = self._files[path]
+            return httpx.Response(200, content=content, headers={"content-type": content_type})
+        match = _ITEM.match(path)
+        if match and match["action"] and method == "POST" and match["path"] == "/jobs":
+            return self._action(match["id"], match["action"])
+        if match and not match["action"] and method == "GET":
             return self._status(match["id"])
-        if method == "GET" and (match := _AUDIO.match(path)):
-            audio = self._audio.get((match["id"], int(match["index"])))
-            if audio is None:
-                return _error(404, "not_found", "no such audio")
-            return httpx.Response(200, content=audio, headers={"content-type": "audio/wav"})
-        return _error(404, "not_found", f"no route {method} {path}")
+        return _error(404, "not_found", f"no route or file {method} {path}")
 
     def _create(self, request: httpx.Request) -> httpx.Response:
+        kind = next(k for k in _KINDS if k.path == request.url.path)
         try:
-            body = TtsBatchCreate.model_validate_json(request.content)
+            body = kind.create.model_validate_json(request.content)
         except ValidationError as exc:
             return _error(422, "invalid_input", str(exc.errors()[0]["msg"]))
         key = request.headers.get("idempotency-key")
@@ -150,56 +210,147 @@ class FakeService:
                 if batch.body != request.content:
                     return _error(409, "conflict", "Idempotency-Key reused with another body")
                 return httpx.Response(200, content=batch.status.model_dump_json())
-            batch_id = "tts_" + hashlib.sha256(f"{len(self._batches)}:{key}".encode()).hexdigest()[:24]
-            now = datetime.now(timezone.utc)
-            chunks = [
-                TtsChunkResult(index=i, status=ItemStatus.SUBMITTED, voice=c.voice or body.voice)
-                for i, c in body.indexed()
-            ]
-            status = TtsBatchStatus(
-                id=batch_id,
-                status=BatchStatus.RUNNING,
-                video_id=body.video_id,
-                format=body.format,
-                created_at=now,
-                updated_at=now,
-                progress=Progress(total=len(chunks)),
-                chunks=chunks,
-                version=1,
-            )
-            batch = _Batch(request.content, status)
+            batch_id = f"{kind.prefix}_" + hashlib.sha256(f"{len(self._batches)}:{key}".encode()).hexdigest()[:24]
+            batch = _Batch(kind, request.content, body, _started(batch_id, body))
             self._batches[batch_id] = batch
             if key:
                 self._keys[key] = batch_id
             if self.polls_to_complete <= 0:
-                self._finish(batch, body)
+                self._finish(batch)
             return httpx.Response(202, content=batch.status.model_dump_json())
 
     def _status(self, batch_id: str) -> httpx.Response:
         with self._lock:
             batch = self._batches.get(batch_id)
             if batch is None:
-                return _error(404, "not_found", f"no batch {batch_id}")
+                return _error(404, "not_found", f"no such item {batch_id}")
             batch.polls += 1
             if not batch.status.status.terminal and batch.polls >= self.polls_to_complete:
-                self._finish(batch, TtsBatchCreate.model_validate_json(batch.body))
+                self._finish(batch)
             return httpx.Response(200, content=batch.status.model_dump_json())
 
-    def _finish(self, batch: _Batch, body: TtsBatchCreate) -> None:
-        status = batch.status
+    def _action(self, job_id: str, action: str) -> httpx.Response:
+        with self._lock:
+            batch = self._batches.get(job_id)
+            if batch is None:
+                return _error(404, "not_found", f"no job {job_id}")
+            status = batch.status
+            if action == "retry" and status.status not in (BatchStatus.FAILED, BatchStatus.CANCELLED):
+                return _error(409, "conflict", f"job {job_id} is {status.status.value}; it cannot be retried")
+            if action == "cancel" and status.status.terminal:
+                return _error(409, "conflict", f"job {job_id} is already {status.status.value}")
+            status.status = BatchStatus.RUNNING if action == "retry" else BatchStatus.CANCELLED
+            status.error = None
+            batch.polls = 0
+            _touch(status)
+            if action == "retry" and self.polls_to_complete <= 0:
+                self._finish(batch)
+            return httpx.Response(200, content=status.model_dump_json())
+
+    # --- how work finishes --------------------------------------------------------------------------
+
+    def _finish(self, batch: _Batch) -> None:
+        status, request = batch.status, batch.request
         if self.fail_batches:
-            for chunk in status.chunks:
-                chunk.status, chunk.error = ItemStatus.FAILED, "scripted failure"
-            status.status, status.error = BatchStatus.FAILED, "scripted failure"
-            status.progress = Progress(failed=len(status.chunks), total=len(status.chunks))
+            _fail(status, "scripted failure")
+        elif isinstance(request, TtsBatchCreate):
+            self._finish_tts(status, request)
+        elif isinstance(request, ImageBatchCreate):
+            self._finish_images(status, request)
+        elif isinstance(request, VideoRenderCreate):
+            seconds = self.video_seconds_for(max(s.end_s for s in request.segments))
+            status.video_url = self._file(f"/video/render/{status.id}/video", mp4(seconds), "video/mp4")
+            status.size_bytes = len(self._files[status.video_url][0])
+            _complete(status, 1)
         else:
-            for (index, chunk_in), chunk in zip(body.indexed(), status.chunks, strict=True):
-                duration = self.duration_for(chunk_in.text)
-                self._audio[(status.id, index)] = tone_wav(duration, sample_rate=8000)
-                chunk.status, chunk.duration_s = ItemStatus.COMPLETED, duration
-                chunk.audio_url = f"/tts/batch/{status.id}/chunks/{index}/audio"
-                chunk.content_type = "audio/wav"
-            status.status = BatchStatus.COMPLETED
-            status.progress = Progress(done=len(status.chunks), total=len(status.chunks))
-        status.version += 1
-        status.updated_at = datetime.now(timezone.utc)
+            self._finish_job(status, request)
+        _touch(status)
+
+    def _file(self, path: str, content: bytes, content_type: str) -> str:
+        self._files[path] = (content, content_type)
+        return path
+
+    def _finish_tts(self, status: TtsBatchStatus, body: TtsBatchCreate) -> None:
+        for (index, chunk_in), chunk in zip(body.indexed(), status.chunks, strict=True):
+            duration = self.duration_for(chunk_in.text)
+            audio = tone_wav(duration, sample_rate=8000)
+            chunk.audio_url = self._file(f"/tts/batch/{status.id}/chunks/{index}/audio", audio, "audio/wav")
+            chunk.status, chunk.duration_s, chunk.content_type = ItemStatus.COMPLETED, duration, "audio/wav"
+        _complete(status, len(status.chunks))
+
+    def _finish_images(self, status: ImageBatchStatus, body: ImageBatchCreate) -> None:
+        content = png(*self.image_size_for(body.width, body.height))
+        for image in status.images:
+            image.image_url = self._file(f"/imagegen/batch/{status.id}/images/{image.index}", content, "image/png")
+            image.status, image.content_type, image.size_bytes = ItemStatus.COMPLETED, "image/png", len(content)
+        _complete(status, len(status.images))
+
+    def _finish_job(self, status: JobStatus, body: JobCreate) -> None:
+        segments, start = [], 0.0
+        for chunk in sorted(body.chunks, key=lambda c: c.index or 0):
+            duration = self.duration_for(chunk.text)
+            prompt = chunk.image_prompt or chunk.text
+            if body.image_style and not chunk.image_prompt:
+                prompt = f"{prompt}, {body.image_style}"
+            segment = {"index": chunk.index, "start_s": start, "end_s": start + duration, "duration_s": duration}
+            segments.append({**segment, "text": chunk.text, "image_prompt": prompt})
+            start += duration
+        document = {"job_id": status.id, "total_duration_s": start, "segments": segments}
+        status.segments_url = self._file(
+            f"/jobs/{status.id}/segments.json", json.dumps(document).encode(), "application/json"
+        )
+        status.video_url = self._file(f"/jobs/{status.id}/video", mp4(self.video_seconds_for(start)), "video/mp4")
+        for step in status.steps:
+            step.status = ItemStatus.COMPLETED
+        status.current_step = None
+        _complete(status, len(status.steps))
+
+
+def _started(batch_id: str, body: Any) -> Any:
+    """The status of work just created: running, every item submitted (or every step pending)."""
+    now = datetime.now(timezone.utc)
+    common: dict[str, Any] = {
+        "id": batch_id,
+        "status": BatchStatus.RUNNING,
+        "video_id": body.video_id,
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
+    }
+    if isinstance(body, TtsBatchCreate):
+        chunks = [
+            TtsChunkResult(index=i, status=ItemStatus.SUBMITTED, voice=c.voice or body.voice) for i, c in body.indexed()
+        ]
+        return TtsBatchStatus(format=body.format, progress=Progress(total=len(chunks)), chunks=chunks, **common)
+    if isinstance(body, ImageBatchCreate):
+        images = [ImageResult(index=image.index or 0, status=ItemStatus.SUBMITTED) for image in body.images]
+        return ImageBatchStatus(progress=Progress(total=len(images)), images=images, **common)
+    if isinstance(body, VideoRenderCreate):
+        return VideoRenderStatus(progress=Progress(total=1), **common)
+    steps = [StepStatus(name=name) for name in STEP_ORDER]
+    return JobStatus(current_step=STEP_ORDER[0], steps=steps, progress=Progress(total=len(steps)), **common)
+
+
+def _items(status: Any) -> list[Any]:
+    return list(getattr(status, "chunks", None) or getattr(status, "images", None) or [])
+
+
+def _complete(status: Any, total: int) -> None:
+    status.status, status.error = BatchStatus.COMPLETED, None
+    status.progress = Progress(done=total, total=total)
+
+
+def _fail(status: Any, reason: str) -> None:
+    items = _items(status)
+    for item in items:
+        item.status, item.error = ItemStatus.FAILED, reason
+    if isinstance(status, JobStatus):
+        status.steps[0].status, status.steps[0].error = ItemStatus.FAILED, reason
+    total = len(items) or status.progress.total
+    status.status, status.error = BatchStatus.FAILED, reason
+    status.progress = Progress(failed=len(items) or 1, total=total)
+
+
+def _touch(status: Any) -> None:
+    status.version += 1
+    status.updated_at = datetime.now(timezone.utc)

@@ -1,4 +1,8 @@
-"""Step 4, one image per segment: the legacy code, Runware's REST API (one ``imageInference`` task per prompt)."""
+"""Step 4, one image per segment: the legacy code, Runware's REST API (one ``imageInference`` task per prompt).
+
+The ``@bridge.step("imagegen", ...)`` line is the phase 2 migration: the ``imagegen`` flag decides, per video,
+whether this body runs, the service makes the images (at the same size), or both (shadow).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,15 @@ from typing import Any
 import requests
 from flask import current_app
 
+from flask_plugin import ImageAdapter
+
 from .errors import StepFailed
+from .extensions import bridge
 
 WIDTH, HEIGHT = 1024, 576  # 16:9, both multiples of 64 as Runware requires
 
 
+@bridge.step("imagegen", adapter=ImageAdapter(width=WIDTH, height=HEIGHT))
 def generate(prompts: list[str], out_dir: Path, video_id: str) -> list[str]:
     """Write ``image_0000.png``, ... into ``out_dir``; return their paths in prompt order."""
     config = current_app.config

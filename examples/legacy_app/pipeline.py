@@ -1,7 +1,8 @@
 """``POST /api/video/create``: the seven steps of the legacy pipeline, run inline in the request.
 
 1 transcript, 2 script, 3 TTS, then the segments.json gate (timings from the audio, one image prompt per
-segment), 4 images, 5-6 render and fetch the video, 7 publish.
+segment), 4 images, 5-6 render and fetch the video, 7 publish. Steps 3-6 are ``produce()``: with the ``jobs``
+flag at ``fastapi`` the service runs them as one pipeline job; otherwise each step follows its own flag.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import requests
 from flask import Blueprint, current_app, jsonify, request, send_from_directory
 from flask.typing import ResponseReturnValue
 
+from flask_plugin import JobAdapter
+from strangler_bridge.contracts.jobs import ImageOptions, VideoOptions
 from strangler_bridge.errors import BridgeError
 
 from . import images, tts, video
 from .errors import StepFailed
+from .extensions import bridge
 
 api = Blueprint("legacy_api", __name__)
 
@@ -56,19 +60,37 @@ def media(name: str) -> ResponseReturnValue:
 
 def make_video(video_id: str, source: str, voice: str, style: str) -> dict[str, Any]:
     """Run the pipeline for one video; every file goes under ``OUTPUT_DIR/<video_id>/``."""
-    work = _output_dir() / video_id
     text = transcript(source)  # 1
     chunks = script(text)  # 2
-    audio = tts.synthesize(chunks, voice, work / "audio", video_id)  # 3
-    segments = write_segments(chunks, audio, style, work)  # the gate: complete before any image work
-    pictures = images.generate([s["prompt"] for s in segments], work / "images", video_id)  # 4
-    rendered = video.render(render_segments(segments, pictures), work, video_id)  # 5-6
+    made = produce(chunks, voice, style, _output_dir() / video_id, video_id)  # 3-6
     return {
         "video_id": video_id,
-        "video_url": publish(Path(rendered), video_id),  # 7
-        "segments": len(segments),
-        "duration_s": round(segments[-1]["end_s"], 3),
+        "video_url": publish(Path(made["video"]), video_id),  # 7
+        "segments": len(made["segments"]),
+        "duration_s": round(made["duration_s"], 3),
     }
+
+
+def segment_prompt(text: str, style: str | None) -> str:
+    """The image prompt of one segment."""
+    return f"{style}: {text}" if style else text
+
+
+@bridge.step(
+    "jobs",
+    adapter=JobAdapter(
+        images=ImageOptions(width=images.WIDTH, height=images.HEIGHT),
+        video=VideoOptions(width=video.WIDTH, height=video.HEIGHT, fps=video.FPS),
+        image_prompt=segment_prompt,
+    ),
+)
+def produce(chunks: list[str], voice: str, style: str, out_dir: Path, video_id: str) -> dict[str, Any]:
+    """Steps 3-6: return ``{"video": path, "segments": [...], "duration_s": float}``."""
+    audio = tts.synthesize(chunks, voice, out_dir / "audio", video_id)  # 3
+    segments = write_segments(chunks, audio, style, out_dir)  # the gate: complete before any image work
+    pictures = images.generate([s["prompt"] for s in segments], out_dir / "images", video_id)  # 4
+    rendered = video.render(render_segments(segments, pictures), out_dir, video_id)  # 5-6
+    return {"video": rendered, "segments": segments, "duration_s": segments[-1]["end_s"]}
 
 
 def transcript(source: str) -> str:
@@ -86,7 +108,7 @@ def write_segments(chunks: list[str], audio: list[dict[str, Any]], style: str, w
     segments, start = [], 0.0
     for index, (text, clip) in enumerate(zip(chunks, audio, strict=True)):
         end = start + float(clip["duration_s"])
-        prompt = f"{style}: {text}" if style else text
+        prompt = segment_prompt(text, style)
         segments.append(
             {"index": index, "start_s": start, "end_s": end, "text": text, "audio": clip["path"], "prompt": prompt}
         )

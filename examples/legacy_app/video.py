@@ -1,4 +1,8 @@
-"""Steps 5-6, render and fetch the video: the legacy code, the Express video service's render API."""
+"""Steps 5-6, render and fetch the video: the legacy code, the Express video service's render API.
+
+The ``@bridge.step("video", ...)`` line hands the render to the service when the ``video`` flag says so; the
+segments carry this app's public ``/media`` URLs, which the video service fetches either way.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,16 @@ from typing import Any
 import requests
 from flask import current_app
 
+from flask_plugin import VideoAdapter
+from strangler_bridge.contracts.jobs import VideoOptions
+
 from .errors import StepFailed
+from .extensions import bridge
+
+WIDTH, HEIGHT, FPS = 1280, 720, 25
 
 
+@bridge.step("video", adapter=VideoAdapter(options=VideoOptions(width=WIDTH, height=HEIGHT, fps=FPS)))
 def render(segments: list[dict[str, Any]], out_dir: Path, video_id: str) -> str:
     """Render ``segments`` (index, start_s, end_s, audio_url, image_url, text); return the MP4's path."""
     config = current_app.config
@@ -23,7 +34,7 @@ def render(segments: list[dict[str, Any]], out_dir: Path, video_id: str) -> str:
     body: dict[str, Any] = {
         "render_id": render_id,
         "segments": segments,
-        "options": {"width": 1280, "height": 720, "fps": 25, "format": "mp4"},
+        "options": {"width": WIDTH, "height": HEIGHT, "fps": FPS, "format": "mp4"},
     }
     response = requests.post(f"{base}/renders", json=body, headers=headers, timeout=timeout)
     response.raise_for_status()

@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from flask_plugin import EXTENSION_KEY, BridgeState, StranglerBridge, TtsAdapter
+from flask_plugin import (
+    EXTENSION_KEY,
+    BridgeState,
+    ImageAdapter,
+    JobAdapter,
+    StranglerBridge,
+    TtsAdapter,
+    VideoAdapter,
+)
 from flask_plugin.testing import FakeService
 from strangler_bridge.contracts.flags import FlagMode, Phase, PhaseFlag
 from strangler_bridge.errors import ConfigError
@@ -146,9 +154,16 @@ def test_unknown_phase_lists_the_valid_ones() -> None:
         StranglerBridge().step("ttx")
 
 
-def test_phase_without_a_built_in_adapter_asks_for_one() -> None:
-    with pytest.raises(ConfigError, match="adapter="):
-        StranglerBridge().step("imagegen")
+@pytest.mark.parametrize(
+    ("phase", "adapter"),
+    [("tts", TtsAdapter), ("imagegen", ImageAdapter), ("video", VideoAdapter), ("jobs", JobAdapter)],
+)
+def test_every_phase_has_a_built_in_adapter_that_checks_the_signature(phase: str, adapter: type) -> None:
+    with pytest.raises(ConfigError, match=rf"pass {adapter.__name__}\(\w+_arg='<its name>'\)"):
+
+        @StranglerBridge().step(phase)
+        def unrelated(x: int) -> None:
+            return None
 
 
 def test_adapter_for_another_phase_is_refused() -> None:

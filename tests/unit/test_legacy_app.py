@@ -7,6 +7,7 @@ strangler-bridge service with respx routed to ``FakeService`` (the bridge uses h
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from flask_plugin import EventKind, StranglerBridge
 from flask_plugin.testing import FakeService
 from strangler_bridge.audio import tone_wav, wav_duration
 from strangler_bridge.contracts.flags import FlagMode, PhaseFlag
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -218,8 +220,9 @@ def test_legacy_http_errors_surface_as_requests_errors(
 # --- the whole pipeline, with the bridge ----------------------------------------------------------------
 
 
-def _create(app: Flask, video_id: str = "vid-42") -> Any:
-    return app.test_client().post("/api/video/create", json={"source_text": SOURCE, "video_id": video_id})
+def _create(app: Flask, video_id: str = "vid-42", style: str = "") -> Any:
+    body = {"source_text": SOURCE, "video_id": video_id, "style": style}
+    return app.test_client().post("/api/video/create", json=body)
 
 
 def test_pipeline_with_legacy_flags_uses_only_the_legacy_code(
@@ -279,3 +282,114 @@ def test_a_failed_step_is_a_json_502_without_a_trace(app: Flask, rsps: responses
     assert response.status_code == 502
     assert response.get_json()["error"]["message"] == "tts: RunPod job job-3 ended FAILED: boom"
     assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_pipeline_with_images_on_the_service_never_calls_runware(
+    app: Flask, providers: Providers, service: FakeService, tmp_path: Path
+) -> None:
+    service.set_flag("imagegen", PhaseFlag(mode=FlagMode.FASTAPI))
+    response = _create(app, style="ink")
+    assert response.status_code == 201, response.get_json()
+    assert providers.runware_tasks == []
+    [batch] = service.created("/imagegen/batch")
+    assert batch.images[0].prompt == "ink: The bridge opened."
+    assert (batch.width, batch.height) == (legacy_images.WIDTH, legacy_images.HEIGHT)
+    pictures = sorted(p.name for p in (tmp_path / "output" / "vid-42" / "images").iterdir())
+    assert pictures == ["image_0000.png", "image_0001.png", "image_0002.png"]
+    [render] = providers.renders  # the legacy render, fed the service's images through this app's /media
+    assert render["segments"][2]["image_url"] == "http://legacy.test/media/vid-42/images/image_0002.png"
+
+
+def test_pipeline_with_the_render_on_the_service_sends_the_public_media_urls(
+    app: Flask, providers: Providers, service: FakeService, tmp_path: Path
+) -> None:
+    service.set_flag("video", PhaseFlag(mode=FlagMode.FASTAPI))
+    response = _create(app)
+    assert response.status_code == 201, response.get_json()
+    assert providers.renders == []
+    [render] = service.created("/video/render")
+    assert render.video_id == "vid-42"
+    assert render.segments[0].audio_url == "http://legacy.test/media/vid-42/audio/chunk_0000.wav"
+    assert (render.options.width, render.options.height) == (legacy_video.WIDTH, legacy_video.HEIGHT)
+    assert (tmp_path / "output" / "published" / "vid-42.mp4").stat().st_size > 0
+
+
+def test_pipeline_with_jobs_on_the_service_forwards_the_whole_job(
+    app: Flask, providers: Providers, service: FakeService, tmp_path: Path
+) -> None:
+    service.set_flag("jobs", PhaseFlag(mode=FlagMode.FASTAPI))
+    response = _create(app, style="ink")
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert (providers.runpod_inputs, providers.runware_tasks, providers.renders) == ([], [], [])
+    [job] = service.created("/jobs")
+    assert [c.text for c in job.chunks] == [
+        "The bridge opened.",
+        "Traffic moved slowly at first!",
+        "Then everyone crossed.",
+    ]
+    assert job.chunks[0].image_prompt == "ink: The bridge opened."
+    assert (job.voice, job.video_id, job.images.width, job.video.fps) == ("narrator", "vid-42", 1024, 25)
+    assert body["segments"] == 3
+    assert body["duration_s"] == pytest.approx(sum(_duration(c.text) for c in job.chunks), abs=1e-3)
+    work = tmp_path / "output" / "vid-42"
+    assert sorted(p.name for p in work.iterdir()) == ["segments.json", "video.mp4"]
+    assert (tmp_path / "output" / "published" / "vid-42.mp4").read_bytes() == (work / "video.mp4").read_bytes()
+
+
+def test_pipeline_with_jobs_on_a_service_that_is_down_is_made_by_the_legacy_code(
+    app: Flask, providers: Providers, service: FakeService
+) -> None:
+    service.set_flag("jobs", PhaseFlag(mode=FlagMode.FASTAPI))
+    service.fail_next("POST", "/jobs", 503, times=10)
+    response = _create(app)
+    assert response.status_code == 201, response.get_json()
+    assert (len(providers.runpod_inputs), len(providers.runware_tasks), len(providers.renders)) == (3, 3, 1)
+    assert StranglerBridge.state(app).events.count("jobs", EventKind.FALLBACK) == 1
+
+
+PHASES = ("tts", "imagegen", "video", "jobs")
+
+
+@pytest.mark.parametrize(
+    "modes",
+    [dict(zip(PHASES, combo, strict=True)) for combo in itertools.product(("legacy", "fastapi"), repeat=4)],
+    ids=lambda modes: "-".join(f"{p}={m[0]}" for p, m in modes.items()),
+)
+def test_every_combination_of_flags_makes_the_video(
+    app: Flask, providers: Providers, service: FakeService, modes: dict[str, str]
+) -> None:
+    for phase, mode in modes.items():
+        service.set_flag(phase, PhaseFlag(mode=FlagMode(mode)))
+    response = _create(app)
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["segments"] == 3
+    whole_job = modes["jobs"] == "fastapi"
+    on_service = {phase: whole_job or modes[phase] == "fastapi" for phase in PHASES[:3]}
+    assert len(service.created("/jobs")) == int(whole_job)
+    assert len(service.created("/tts/batch")) == int(on_service["tts"] and not whole_job)
+    assert len(service.created("/imagegen/batch")) == int(on_service["imagegen"] and not whole_job)
+    assert len(service.created("/video/render")) == int(on_service["video"] and not whole_job)
+    assert len(providers.runpod_inputs) == (0 if on_service["tts"] else 3)
+    assert len(providers.runware_tasks) == (0 if on_service["imagegen"] else 3)
+    assert len(providers.renders) == (0 if on_service["video"] else 1)
+
+
+def test_everything_in_shadow_answers_from_the_legacy_code_and_compares(
+    app: Flask, providers: Providers, service: FakeService
+) -> None:
+    for phase in PHASES:
+        service.set_flag(phase, PhaseFlag(mode=FlagMode.SHADOW))
+    response = _create(app)
+    assert response.status_code == 201, response.get_json()
+    assert (len(providers.runpod_inputs), len(providers.runware_tasks), len(providers.renders)) == (3, 3, 1)
+    events = StranglerBridge.state(app).events
+    for phase in PHASES:
+        wait_for(
+            lambda phase=phase: (
+                events.count(phase, EventKind.SHADOW_MATCH) + events.count(phase, EventKind.SHADOW_MISMATCH)
+            ),
+            timeout=10,
+            what=f"the {phase} shadow comparison",
+        )
+    assert events.recent([EventKind.SHADOW_ERROR]) == []
