@@ -26,7 +26,7 @@ from tenacity import Retrying
 
 from strangler_bridge.contracts.common import BatchStatus
 from strangler_bridge.errors import DeadlineExceeded, ServiceError
-from strangler_bridge.http import NO_RETRY, Operation, _RetryableStatus
+from strangler_bridge.http import NO_RETRY, Operation, RetryableStatus
 from strangler_bridge.service_client import ServiceClient, parsed, read_model, service_error
 
 #: The service caps ``?wait=`` at this many seconds (30 for every kind is safe).
@@ -204,13 +204,13 @@ class BatchClient(ServiceClient):
         start = dest.tell() if dest.seekable() else None
         policy = self.policy if start is not None else NO_RETRY
         try:
-            for attempt in Retrying(**policy._kwargs()):
+            for attempt in Retrying(**policy.tenacity_kwargs()):
                 with attempt:
                     if start is not None:
                         dest.seek(start)
                         dest.truncate()
                     return self._stream(url, dest, deadline)
-        except _RetryableStatus as exc:
+        except RetryableStatus as exc:
             raise service_error(exc.response) from None
         except httpx.TransportError as exc:
             raise self.unreachable(exc) from exc
@@ -236,7 +236,7 @@ class BatchClient(ServiceClient):
         try:
             if response.status_code in self.policy.statuses:
                 response.read()
-                raise _RetryableStatus(response)
+                raise RetryableStatus(response)
             if response.is_error:
                 response.read()
                 raise service_error(response)

@@ -51,14 +51,15 @@ class RetryPolicy:
         """The same policy for a non-idempotent (paid) submission."""
         return replace(self, idempotent=False)
 
-    def _kwargs(self) -> dict[str, Any]:
+    def tenacity_kwargs(self) -> dict[str, Any]:
+        """Arguments for tenacity's ``Retrying``/``AsyncRetrying`` implementing this policy (for streamed calls)."""
         transport = httpx.TransportError if self.idempotent else UNSENT_ERRORS
         return {
             "stop": stop_after_attempt(self.attempts),
             "wait": _wait_with_retry_after(
                 wait_exponential(multiplier=self.initial_s, max=self.max_s) + wait_random(0, self.jitter_s)
             ),
-            "retry": retry_if_exception_type((*_as_tuple(transport), _RetryableStatus)),
+            "retry": retry_if_exception_type((*_as_tuple(transport), RetryableStatus)),
             "reraise": True,
         }
 
@@ -70,7 +71,9 @@ def _as_tuple(kinds: type[Exception] | tuple[type[Exception], ...]) -> tuple[typ
     return kinds if isinstance(kinds, tuple) else (kinds,)
 
 
-class _RetryableStatus(Exception):
+class RetryableStatus(Exception):
+    """A response whose status the policy retries (raised inside a tenacity loop, carrying the response)."""
+
     def __init__(self, response: httpx.Response) -> None:
         super().__init__(response.status_code)
         self.response = response
@@ -82,7 +85,7 @@ def _wait_with_retry_after(base: Any) -> Any:
     def wait(state: RetryCallState) -> float:
         delay = float(base(state))
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _RetryableStatus):
+        if isinstance(exc, RetryableStatus):
             header = exc.response.headers.get("retry-after", "")
             if header.replace(".", "", 1).isdigit():
                 delay = max(delay, min(float(header), 30.0))
@@ -99,15 +102,15 @@ def send(client: httpx.Client, request: httpx.Request, policy: RetryPolicy, *, s
     survive every try are raised as :class:`httpx.TransportError`.
     """
     try:
-        for attempt in Retrying(**policy._kwargs()):
+        for attempt in Retrying(**policy.tenacity_kwargs()):
             with attempt:
                 response = client.send(request, stream=stream)
                 if response.status_code >= 400:
                     response.read()
                     if response.status_code in policy.statuses:
-                        raise _RetryableStatus(response)
+                        raise RetryableStatus(response)
                 return response
-    except _RetryableStatus as exc:
+    except RetryableStatus as exc:
         return exc.response
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -117,15 +120,15 @@ async def asend(
 ) -> httpx.Response:
     """The async twin of :func:`send`."""
     try:
-        async for attempt in AsyncRetrying(**policy._kwargs()):
+        async for attempt in AsyncRetrying(**policy.tenacity_kwargs()):
             with attempt:
                 response = await client.send(request, stream=stream)
                 if response.status_code >= 400:
                     await response.aread()
                     if response.status_code in policy.statuses:
-                        raise _RetryableStatus(response)
+                        raise RetryableStatus(response)
                 return response
-    except _RetryableStatus as exc:
+    except RetryableStatus as exc:
         return exc.response
     raise AssertionError("unreachable")  # pragma: no cover
 

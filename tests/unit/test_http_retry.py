@@ -83,11 +83,11 @@ def test_async_driver_runs_the_same_operation() -> None:
 def test_retry_after_header_is_honoured_as_a_floor() -> None:
     from tenacity import RetryCallState
 
-    from strangler_bridge.http import _RetryableStatus, _wait_with_retry_after
+    from strangler_bridge.http import RetryableStatus, _wait_with_retry_after
 
     wait = _wait_with_retry_after(lambda state: 0.01)
     state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-    state.set_exception((_RetryableStatus, _RetryableStatus(httpx.Response(429, headers={"retry-after": "2"})), None))
+    state.set_exception((RetryableStatus, RetryableStatus(httpx.Response(429, headers={"retry-after": "2"})), None))
     assert wait(state) == 2.0
 
 
