@@ -304,11 +304,13 @@ def fail_attempt(
 ) -> tuple[Effects, bool]:
     """The provider reported failure for ``attempt`` of group ``no``: submit again, or fail after the limit.
 
-    A failure of an older attempt than the current one is ignored (a newer submission is in flight).
-    Returns whether the group will be submitted again.
+    A failure of an older attempt than the current one is ignored (a newer submission is in flight), and so is
+    a second report of the same failure. Returns whether the group will be submitted again.
     """
     group = batch.group(no)
-    if group.status.terminal or attempt != group.attempt:
+    # Only an attempt in flight can fail: a pending group already counted this failure (a repeated webhook).
+    in_flight = group.status in (GroupStatus.SUBMITTING, GroupStatus.SUBMITTED)
+    if not in_flight or attempt != group.attempt:
         return Effects(changed=False), False
     group.failures += 1
     group.error = reason

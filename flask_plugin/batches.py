@@ -111,6 +111,8 @@ class BatchClient(ServiceClient):
         """
         content = body.model_dump_json().encode()
         headers = {"Idempotency-Key": key or idempotency_key(route.step, video_id, content)}
+        if video_id:
+            headers["X-Video-Id"] = video_id  # the service's log lines (API and workers) carry it
         return self.call("POST", route.path, route.parse, content=content, headers=headers)
 
     def get(self, route: BatchRoute[S], batch_id: str, *, wait_s: int = 0, since: int | None = None) -> S:

@@ -72,6 +72,9 @@ class EventLog:
             if kind in NOTABLE:
                 self._recent.append(BridgeEvent(kind, phase, video_id, detail, data or {}))
 
+    def close(self) -> None:
+        """Release what the log holds (nothing here; a reporting log stops its sender)."""
+
     def count(self, phase: Phase | str, kind: EventKind | str) -> int:
         """How many times ``kind`` happened for ``phase``."""
         with self._lock:

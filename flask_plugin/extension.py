@@ -16,10 +16,10 @@ from flask import Flask
 from flask_plugin.adapters import StepAdapter, TtsAdapter
 from flask_plugin.blueprint import create_blueprint
 from flask_plugin.client import BridgeClient
-from flask_plugin.events import EventLog
 from flask_plugin.flag_cache import FlagCache
 from flask_plugin.imagegen import ImageAdapter
 from flask_plugin.jobs import JobAdapter
+from flask_plugin.reporting import EventReporter, ReportingEventLog
 from flask_plugin.shadow import ShadowRunner
 from flask_plugin.state import EXTENSION_KEY, BridgeState, current_state, get_state
 from flask_plugin.step import StepRouter
@@ -90,7 +90,10 @@ class StranglerBridge:
             ttl_s=settings.flags_cache_s,
             static=settings.flags,
         )
-        app.extensions[EXTENSION_KEY] = BridgeState(settings, client, flags, EventLog(), ShadowRunner())
+        # Fallbacks and shadow results are kept here and also reported to the service (fire and forget), so its
+        # /metrics and operator page show them; reporting never blocks or fails a legacy request.
+        events = ReportingEventLog(EventReporter(client))
+        app.extensions[EXTENSION_KEY] = BridgeState(settings, client, flags, events, ShadowRunner())
         if url_prefix is not None:
             app.register_blueprint(create_blueprint(), url_prefix=url_prefix)
 

@@ -27,8 +27,9 @@ class BridgeState:
     shadow: ShadowRunner
 
     def close(self) -> None:
-        """Stop the shadow threads and close the HTTP client (tests, or a clean shutdown)."""
+        """Stop the shadow threads and the event reporter, and close the HTTP client (tests, or a clean shutdown)."""
         self.shadow.close()
+        self.events.close()
         self.client.close()
 
 

@@ -109,6 +109,18 @@ def test_provider_failure_is_retried_then_final() -> None:
     assert batch.group(0).previous_ids == ["rp-1"]
 
 
+def test_a_repeated_failure_report_counts_once() -> None:
+    batch = _batch(2, 2)
+    _, claim = claim_group(batch, 0, now=100.0, lease_s=30)
+    assert claim is not None
+    record_submission(batch, claim, "rp-1", now=101.0, reconcile_after_s=30)
+    assert fail_attempt(batch, 0, 1, "RunPod FAILED", max_failures=2, retry_at=0)[1]
+    effects, again = fail_attempt(batch, 0, 1, "RunPod FAILED", max_failures=2, retry_at=0)
+    assert not again and not effects.changed
+    assert batch.group(0).failures == 1
+    assert batch.group(0).status is GroupStatus.PENDING
+
+
 def test_failure_of_an_older_attempt_is_ignored() -> None:
     batch = _batch(2, 2)
     claim_group(batch, 0, now=100.0, lease_s=30)
