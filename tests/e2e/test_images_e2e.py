@@ -37,7 +37,8 @@ def make_stack(settings: Settings, tmp_path: Path) -> Iterator[StackFactory]:
 
 
 def image_body(n: int, **extra: Any) -> dict[str, Any]:
-    return {"images": [{"prompt": f"a lighthouse, picture {i}"} for i in range(n)], "width": 256, "height": 256, **extra}
+    images = [{"prompt": f"a lighthouse, picture {i}"} for i in range(n)]
+    return {"images": images, "width": 256, "height": 256, **extra}
 
 
 def test_batch_of_40_images_completes_with_every_png_downloadable(make_stack: StackFactory) -> None:
