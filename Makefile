@@ -18,8 +18,9 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Three test processes: most tests wait on HTTP and subprocesses, so this halves the time on two cores.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 3
 
 demo: setup
 	$(BIN)/strangler-bridge demo

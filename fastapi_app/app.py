@@ -7,11 +7,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from fastapi_app import artifact_links, flags, health, listing
+from fastapi_app import artifact_links, events, flags, health, listing
 from fastapi_app.changes import ChangeHub
 from fastapi_app.errors import install_error_handlers
 from fastapi_app.images import routes as image_routes
 from fastapi_app.limits import BodyLimitMiddleware
+from fastapi_app.logs import LogContextMiddleware
+from fastapi_app.metrics import install_metrics
+from fastapi_app.ops import routes as ops_routes
 from fastapi_app.pipeline import routes as job_routes
 from fastapi_app.renders import routes as render_routes
 from fastapi_app.runtime import Runtime
@@ -63,4 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(listing.router)
     app.include_router(artifact_links.router)
     app.include_router(flags.router)
+    app.include_router(events.router)
+    app.include_router(ops_routes.router)
+    app.add_middleware(LogContextMiddleware)
+    install_metrics(app)  # last: its middleware is outermost, so it counts every answer
     return app

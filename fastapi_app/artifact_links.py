@@ -32,10 +32,13 @@ CONTENT_TYPES = {
 router = APIRouter(tags=["artifacts"])
 
 
-def link(rt: Runtime, key: str) -> str:
-    """An absolute, signed URL serving ``key`` until the webhook token lifetime runs out."""
+def link(rt: Runtime, key: str, *, now: float | None = None) -> str:
+    """An absolute, signed URL serving ``key`` until the webhook token lifetime (counted from ``now``) runs out.
+
+    The same ``now`` gives the same URL, so a request built from links can be rebuilt identically.
+    """
     encoded = base64.urlsafe_b64encode(check_key(key).encode()).decode().rstrip("=")
-    token = sign(rt.settings.secret("webhook_secret"), PURPOSE, [encoded], rt.settings.webhook_token_ttl_s)
+    token = sign(rt.settings.secret("webhook_secret"), PURPOSE, [encoded], rt.settings.webhook_token_ttl_s, now=now)
     return f"{rt.settings.public_url.rstrip('/')}/artifacts/{token}"
 
 

@@ -28,7 +28,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BridgeError)
     async def _bridge_error(_: Request, exc: BridgeError) -> JSONResponse:
-        return error_response(exc.http_status, exc.code, exc.message, exc.field)
+        response = error_response(exc.http_status, exc.code, exc.message, exc.field)
+        if isinstance(exc, StoreUnavailable):
+            response.headers["Retry-After"] = "1"  # the same 503 as a raw Redis error below
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,6 +6,8 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from fastapi_app.logs import task_meta
+
 #: Submissions to providers and continuations of the pipeline.
 WORK = "work"
 #: Reconciliation of overdue provider work (polls providers); kept apart so it cannot starve submissions.
@@ -43,4 +45,5 @@ def enqueue(
         timeout=timeout_s,
         result_ttl=RESULT_TTL_S,
         failure_ttl=FAILURE_TTL_S,
+        meta=task_meta(),  # the video id (and job/batch ids) follow the work into the worker's logs
     )

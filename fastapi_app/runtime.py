@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import httpx
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from fastapi_app.batches import Batch
 from fastapi_app.docstore import DocStore
@@ -44,7 +46,15 @@ class Runtime:
         return cls(
             settings=settings,
             redis=client,
-            aredis=aredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=15),
+            aredis=aredis.Redis.from_url(
+                url,
+                socket_timeout=5.0,
+                socket_connect_timeout=2.0,
+                health_check_interval=15,
+                # The async pool hands out connections a Redis restart has closed (the sync pool checks them):
+                # retry a refused or closed connection, never a timeout (the command may have run).
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=(redis.ConnectionError,)),
+            ),
             batches=DocStore(client, settings.redis_prefix, "batch", Batch, settings.record_ttl_s),
             jobs=DocStore(client, settings.redis_prefix, "job", JobRecord, settings.record_ttl_s),
             artifacts=LocalArtifactStore(settings.artifacts_dir),

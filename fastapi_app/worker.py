@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+from types import FrameType
 
-from rq import SimpleWorker
+import redis
 from rq.serializers import JSONSerializer
 
+from fastapi_app.images import request_loop
+from fastapi_app.logs import LogContextWorker
 from fastapi_app.queues import QUEUES, queue
 from fastapi_app.reconciler import ReconcilerThread
 from fastapi_app.runtime import Runtime, install_runtime
@@ -24,17 +29,68 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     """
     rt = Runtime.build(settings)
     install_runtime(rt)
-    worker = SimpleWorker(
-        [queue(rt.redis, settings.redis_prefix, q) for q in QUEUES],
-        connection=rt.redis,
-        serializer=JSONSerializer,
-        name=name,
-    )
     reconciler = ReconcilerThread(rt)
     if not burst:
         reconciler.start()
     try:
-        worker.work(burst=burst, logging_level="INFO")
+        rounds = 0
+        # RQ's loop ends when Redis goes away; wait for Redis and start a new loop (a fresh RQ name, as the
+        # old registration may still be in Redis), so an outage or a Redis restart needs no process restart.
+        while _work(rt, burst=burst, name=name if rounds == 0 or name is None else f"{name}-{rounds}"):
+            if not _wait_for_redis(rt):
+                break
+            rounds += 1
     finally:
+        request_loop.drain()  # image requests handed off by submit tasks (before their clients close)
         reconciler.stop()
         rt.close()
+
+
+class _Worker(LogContextWorker):
+    """Remembers a requested (warm) stop, so that only a lost Redis ends up starting the loop again."""
+
+    stop_requested = False
+
+    def handle_warm_shutdown_request(self) -> None:
+        self.stop_requested = True
+        super().handle_warm_shutdown_request()  # type: ignore[no-untyped-call]
+
+
+def _work(rt: Runtime, *, burst: bool, name: str | None) -> bool:
+    """Run RQ's work loop once; ``True`` if it ended without being asked to (Redis went away)."""
+    try:
+        worker = _Worker(
+            [queue(rt.redis, rt.settings.redis_prefix, q) for q in QUEUES],
+            connection=rt.redis,
+            serializer=JSONSerializer,
+            name=name,
+        )
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        if burst:
+            raise
+        log.warning("worker: Redis unavailable at start (%s); waiting for it", type(exc).__name__)
+        return True
+    try:
+        worker.work(burst=burst, logging_level="INFO")
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning("worker: lost Redis (%s); will reconnect", type(exc).__name__)
+    return not (burst or worker.stop_requested)
+
+
+def _wait_for_redis(rt: Runtime, max_delay_s: float = 5.0) -> bool:
+    """Wait until Redis answers PING (``True``), or until SIGTERM/SIGINT asks the process to stop (``False``)."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, request_stop)
+    delay = 0.2  # waited before the first PING too, so a loop that keeps ending cannot spin
+    while not stop.wait(delay):
+        try:
+            rt.redis.ping()
+            return True
+        except redis.RedisError:
+            delay = min(delay * 2, max_delay_s)
+    return False

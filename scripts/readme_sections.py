@@ -1,4 +1,4 @@
-"""Regenerate README.md's generated sections (``--check`` fails if any is stale).
+"""Regenerate the generated sections of README.md and docs/OPERATIONS.md (``--check`` fails if any is stale).
 
 - the settings table, from the :class:`~strangler_bridge.settings.Settings` class;
 - "Migrating your Flask app", copied from docs/MIGRATING.md (whose code blocks a test keeps identical to
@@ -32,12 +32,15 @@ def migrating_markdown() -> str:
 
 
 SECTIONS: dict[str, Callable[[], str]] = {"settings-table": settings_markdown, "migrating": migrating_markdown}
+OPERATIONS = ROOT / "docs" / "OPERATIONS.md"
 
 
 def updated(text: str) -> str:
-    """README text with every generated section replaced."""
+    """A document's text with every generated section it has replaced."""
     for name, render in SECTIONS.items():
         start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        if start not in text:
+            continue
         head, rest = text.split(start, 1)
         _, tail = rest.split(end, 1)
         text = f"{head}{start}\n{render()}\n{end}{tail}"
@@ -46,14 +49,17 @@ def updated(text: str) -> str:
 
 def main() -> int:
     """Write the sections, or with ``--check`` report whether they are current."""
-    text = README.read_text()
-    new = updated(text)
-    if "--check" in sys.argv:
+    stale = []
+    for doc in (README, OPERATIONS):
+        text = doc.read_text()
+        new = updated(text)
         if new != text:
-            print("README generated sections are stale: run python scripts/readme_sections.py")
-            return 1
-        return 0
-    README.write_text(new)
+            stale.append(doc.name)
+            if "--check" not in sys.argv:
+                doc.write_text(new)
+    if stale and "--check" in sys.argv:
+        print(f"generated sections are stale in {', '.join(stale)}: run python scripts/readme_sections.py")
+        return 1
     return 0
 
 

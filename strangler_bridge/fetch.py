@@ -39,11 +39,17 @@ def fetch_bytes(client: httpx.Client, url: str, *, allow_hosts: list[str], max_b
     return b"".join(_stream(client, url, allow_hosts=allow_hosts, max_bytes=max_bytes))
 
 
+def fetch_stream(client: httpx.Client, url: str, *, allow_hosts: list[str], max_bytes: int) -> Iterator[bytes]:
+    """Like :func:`fetch_bytes`, but yields the body in parts, so a large file can go to disk without filling memory."""
+    return _stream(client, url, allow_hosts=allow_hosts, max_bytes=max_bytes)
+
+
 def _stream(client: httpx.Client, url: str, *, allow_hosts: list[str], max_bytes: int) -> Iterator[bytes]:
     check_url(url, allow_hosts)
     try:
         with client.stream("GET", url, follow_redirects=False) as response:
-            if response.status_code >= 400:
+            # Redirects are not followed (they could lead to a private host), and a 3xx body is not the output.
+            if response.status_code >= 300:
                 kind = ProviderUnavailable if response.status_code >= 500 else ProviderRejected
                 raise kind(f"download failed with HTTP {response.status_code}", provider="fetch")
             declared = response.headers.get("content-length", "")

@@ -5,7 +5,8 @@ request is sent. A worker that dies mid-request leaves the group's claim to laps
 Runware about that same taskUUID (``getResponse``) and only resubmits it, still with the same taskUUID, if
 Runware never got it. So an image is never paid for twice.
 
-Inside a worker, the images of a batch are requested concurrently (asyncio); across workers the Redis
+Inside a worker, the images of every batch it took are requested concurrently on one event loop
+(:mod:`~fastapi_app.images.request_loop`), so the RQ task returns at once; across workers the Redis
 :class:`~fastapi_app.limiter.Limiter` keeps the number of in-flight Runware requests at the configured limit.
 """
 
@@ -32,8 +33,10 @@ from fastapi_app.batches import (
     reject_group,
     release_claim,
 )
+from fastapi_app.images.request_loop import gated, request_loop
 from fastapi_app.images.service import artifact_key
 from fastapi_app.limiter import Limiter
+from fastapi_app.metrics.recorders import limiter_wait, provider_call
 from fastapi_app.runtime import Runtime
 from strangler_bridge.contracts.images import ImageBatchCreate, ImageFormat
 from strangler_bridge.errors import ProviderError, ProviderRateLimited, ProviderRejected, ProviderUnavailable
@@ -50,13 +53,14 @@ def limiter(rt: Runtime, client: aredis.Redis) -> Limiter:
 
 
 def submit_batch(rt: Runtime, batch_id: str) -> None:
-    """Submit every open image of a batch (blocking; runs an event loop for the concurrent requests)."""
+    """Hand every open image of a batch to this process's request loop and return (see ``request_loop``)."""
     batch = rt.batches.load(batch_id)
     if batch is None or batch.status.terminal:
         return
     todo = [g.no for g in batch.groups if g.status in (GroupStatus.PENDING, GroupStatus.SUBMITTING)]
     if todo:
-        asyncio.run(_submit_many(rt, batch_id, todo))
+        loop = request_loop(rt.settings)
+        loop.submit(_submit_with(rt, loop.redis, loop.runware, batch_id, todo))
 
 
 def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
@@ -69,15 +73,21 @@ async def _submit_many(rt: Runtime, batch_id: str, groups: list[int]) -> None:
         aredis.Redis.from_url(rt.settings.redis_url or "") as client,
         AsyncRunwareClient.from_settings(rt.settings, timeout_s=max(rt.settings.http_timeout_s, 60.0)) as runware,
     ):
-        slots = limiter(rt, client)
-        await asyncio.gather(*(_submit_one(rt, runware, slots, batch_id, no) for no in groups))
+        await _submit_with(rt, client, runware, batch_id, groups)
+
+
+async def _submit_with(
+    rt: Runtime, client: aredis.Redis, runware: AsyncRunwareClient, batch_id: str, groups: list[int]
+) -> None:
+    slots = limiter(rt, client)
+    await asyncio.gather(*(gated(_submit_one(rt, runware, slots, batch_id, no)) for no in groups))
 
 
 async def _submit_one(rt: Runtime, runware: AsyncRunwareClient, slots: Limiter, batch_id: str, no: int) -> None:
     # The slot is taken before the claim, so a cancel or a competing worker is seen right before sending, and
     # the claim's lease is not spent waiting for a slot.
     lease = max(rt.settings.reconcile_after_s, 5.0)
-    async with slots.slot():
+    async with slots.slot() as waited:
         try:
             batch, claim = update_batch(
                 rt,
@@ -89,8 +99,11 @@ async def _submit_one(rt: Runtime, runware: AsyncRunwareClient, slots: Limiter, 
         if claim is None or claim.provider_id is None:
             return
         task = _task(rt, batch, claim)
+        del batch  # ~60 KB parsed; not needed while the request runs (a worker may have hundreds in flight)
+        limiter_wait(rt, "runware", waited)  # counted for requests sent, not for slots given back unused
         try:
-            outcome = await runware.infer_or_recover(task, maybe_sent=claim.lapsed)
+            with provider_call(rt, "runware", "infer"):
+                outcome = await runware.infer_or_recover(task, maybe_sent=claim.lapsed)
         except ProviderRejected as exc:
             reason = f"Runware rejected the task: {exc}"
             update_batch(rt, batch_id, lambda b: reject_group(b, no, reason))

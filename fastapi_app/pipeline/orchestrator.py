@@ -183,6 +183,9 @@ def _create_render(rt: Runtime, job: JobRecord) -> str:
     images = rt.batches.load(job.step(StepName.IMAGEGEN).batch_id or "")
     if tts is None or images is None:
         raise BridgeError("the job's audio or images expired")
+    # Links signed from a stored time, not the clock: building the render again (after a crash between creating
+    # it and recording it on the job) gives the same body, so the Idempotency-Key finds the first render.
+    signed_at = job.step(StepName.IMAGEGEN).finished_at or job.created_at
     body = VideoRenderCreate(
         segments=[
             RenderSegmentIn(
@@ -190,8 +193,8 @@ def _create_render(rt: Runtime, job: JobRecord) -> str:
                 start_s=s.start_s,
                 end_s=s.end_s,
                 text=s.text,
-                audio_url=link(rt, tts.item(s.index).artifact or ""),
-                image_url=link(rt, images.item(s.index).artifact or ""),
+                audio_url=link(rt, tts.item(s.index).artifact or "", now=signed_at),
+                image_url=link(rt, images.item(s.index).artifact or "", now=signed_at),
             )
             for s in segments.segments
         ],

@@ -25,11 +25,12 @@ from fastapi_app.batches import (
     reject_group,
     release_claim,
 )
+from fastapi_app.metrics.recorders import provider_call
 from fastapi_app.renders.service import artifact_key
 from fastapi_app.runtime import Runtime
 from fastapi_app.signing import sign
 from strangler_bridge.contracts.video import VideoRenderCreate
-from strangler_bridge.errors import ProviderError, ProviderNotFound, ProviderRejected
+from strangler_bridge.errors import ProviderAuthError, ProviderError, ProviderNotFound, ProviderRejected
 from strangler_bridge.providers.video import RenderOptions, RenderRequest, RenderSegment, RenderState
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,9 @@ def submit(rt: Runtime, batch_id: str) -> None:
         metadata={"render": batch_id, "video_id": body.video_id},
     )
     try:
-        rt.video.submit(request)
-    except ProviderRejected as exc:
+        with provider_call(rt, "video", "submit"):
+            rt.video.submit(request)
+    except (ProviderRejected, ProviderAuthError) as exc:  # 4xx: retrying cannot help
         reason = f"the video service rejected the render: {exc}"
         update_batch(rt, batch_id, lambda b: reject_group(b, 0, reason))
         return
@@ -105,7 +107,8 @@ def reconcile(rt: Runtime, batch_id: str) -> None:
         return
     render_id = group.provider_id
     try:
-        status = rt.video.status(render_id)
+        with provider_call(rt, "video", "status"):
+            status = rt.video.status(render_id)
     except ProviderNotFound:
         _fail(rt, batch_id, group.attempt, "the video service no longer knows the render")
         return

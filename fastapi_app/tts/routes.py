@@ -14,6 +14,7 @@ from fastapi_app import enqueueing
 from fastapi_app.auth import require_token
 from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, accepted, artifact_response, read_batch, runtime
 from fastapi_app.batches import due_member
+from fastapi_app.metrics.recorders import mark_webhook
 from fastapi_app.signing import verify
 from fastapi_app.tts import runpod_work, service
 from strangler_bridge.contracts.common import ErrorResponse
@@ -102,8 +103,8 @@ async def callback(request: Request, token: Annotated[str | None, Query(max_leng
     if _needs_download(job):
         await run_in_threadpool(enqueueing.apply_tts_webhook, rt, batch_id, no, attempt, json.dumps(payload))
         return {"status": "queued"}
-    await run_in_threadpool(runpod_work.apply_job, rt, batch_id, no, attempt, job)
-    return {"status": "accepted"}
+    applied = await run_in_threadpool(runpod_work.apply_job, rt, batch_id, no, attempt, job)
+    return {"status": mark_webhook(request, "accepted" if applied else "duplicate")}
 
 
 def _needs_download(job: RunPodJob) -> bool:

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
+import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 
 from fastapi_app import enqueueing
 from fastapi_app.batch_ops import update_batch
 from fastapi_app.batches import (
+    Batch,
+    Claim,
     GroupStatus,
     ItemResult,
     claim_group,
@@ -26,19 +31,29 @@ from fastapi_app.batches import (
     reject_group,
     release_claim,
 )
+from fastapi_app.docstore import Effects
+from fastapi_app.metrics.recorders import provider_call
 from fastapi_app.runtime import Runtime
 from fastapi_app.signing import sign
 from fastapi_app.tts.service import artifact_key
 from strangler_bridge.audio import wav_duration
 from strangler_bridge.contracts.tts import AudioFormat, TtsBatchCreate
-from strangler_bridge.errors import ProviderError, ProviderNotFound, ProviderRejected, ProviderUnavailable
-from strangler_bridge.fetch import fetch_bytes
+from strangler_bridge.errors import (
+    BridgeError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderNotFound,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from strangler_bridge.fetch import fetch_stream
 from strangler_bridge.http import UNSENT_ERRORS
 from strangler_bridge.providers.runpod import RunPodJob, RunPodStatus, parse_tts_output, tts_input
 
 log = logging.getLogger(__name__)
 
 PURPOSE = "tts"
+WAV_HEADER_BYTES = 65536  # enough for the RIFF, fmt and data chunk headers of any WAV a TTS model writes
 
 
 def webhook_url(rt: Runtime, batch_id: str, no: int, attempt: int) -> str:
@@ -83,8 +98,9 @@ def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
         request.format.value,
     )
     try:
-        job = rt.runpod.run(payload, webhook=webhook_url(rt, batch_id, no, claim.attempt))
-    except ProviderRejected as exc:
+        with _claim_kept(rt, batch_id, claim, lease), provider_call(rt, "runpod", "run"):
+            job = rt.runpod.run(payload, webhook=webhook_url(rt, batch_id, no, claim.attempt))
+    except (ProviderRejected, ProviderAuthError, ProviderNotFound) as exc:  # 4xx: retrying cannot help
         reason = str(exc)
         log.warning("runpod rejected batch %s group %s: %s", batch_id, no, reason)
         update_batch(rt, batch_id, lambda b: reject_group(b, no, reason))
@@ -103,6 +119,39 @@ def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
     )
 
 
+@contextlib.contextmanager
+def _claim_kept(rt: Runtime, batch_id: str, claim: Claim, lease_s: float) -> Iterator[None]:
+    """Renew the claim while the ``/run`` call is in flight.
+
+    The client's retries and back-off can make one call outlast the lease; had the claim lapsed meanwhile, the
+    reconciler would submit the group again and RunPod would run (and bill) it twice. So a claim lapses only
+    once its worker stops renewing it: the worker died, or the call ended with its outcome unknown.
+    """
+    done = threading.Event()
+
+    def renew(batch: Batch) -> tuple[Effects, None]:
+        group = batch.group(claim.no)
+        if group.status is not GroupStatus.SUBMITTING or group.claim != claim.token:
+            return Effects(changed=False), None
+        group.claim_until = time.time() + lease_s
+        return Effects(due={due_member("tts", batch_id, claim.no): group.claim_until}), None
+
+    def keep() -> None:
+        while not done.wait(lease_s / 3):
+            try:
+                rt.batches.update(batch_id, renew)
+            except (BridgeError, KeyError) as exc:
+                log.warning("could not renew the claim on batch %s group %s: %s", batch_id, claim.no, exc)
+
+    keeper = threading.Thread(target=keep, name=f"claim-{batch_id}-{claim.no}", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        keeper.join()
+
+
 def _outcome_unknown(exc: ProviderError) -> bool:
     """Whether the request may have reached the provider (a transport failure after sending)."""
     cause = exc.__cause__
@@ -113,23 +162,27 @@ def _outcome_unknown(exc: ProviderError) -> bool:
     )
 
 
-def apply_job(rt: Runtime, batch_id: str, no: int, attempt: int, job: RunPodJob) -> None:
-    """Apply RunPod's status object for ``attempt`` of group ``no`` (from a webhook or a poll)."""
+def apply_job(rt: Runtime, batch_id: str, no: int, attempt: int, job: RunPodJob) -> bool:
+    """Apply RunPod's status object for ``attempt`` of group ``no`` (from a webhook or a poll).
+
+    Returns whether it was applied (``False``: not final yet, or a duplicate or late delivery).
+    """
     if not job.status.terminal:
-        return
+        return False
     batch = rt.batches.load(batch_id)
     if batch is None or batch.group(no).status.terminal:
-        return  # unknown, expired or already applied: a duplicate or late delivery changes nothing
+        return False  # unknown, expired or already applied: a duplicate or late delivery changes nothing
     if job.status is RunPodStatus.COMPLETED:
         try:
             fmt = AudioFormat(batch.request.get("format", "wav"))
             results = _store_outputs(rt, batch_id, batch.group(no).indexes, fmt, job)
         except ProviderRejected as exc:
             _fail(rt, batch_id, no, attempt, f"unusable RunPod output: {exc.message}")
-            return
-        update_batch(rt, batch_id, lambda b: complete_group(b, no, results))
-        return
+            return True
+        _, applied = update_batch(rt, batch_id, lambda b: complete_group(b, no, results))
+        return applied
     _fail(rt, batch_id, no, attempt, describe_failure(job))
+    return True
 
 
 def _fail(rt: Runtime, batch_id: str, no: int, attempt: int, reason: str) -> None:
@@ -163,15 +216,28 @@ def _store_outputs(
     for chunk in parse_tts_output(job.output):
         if chunk.index not in wanted:
             continue
-        data = _audio_bytes(rt, chunk.audio_base64, chunk.audio_url)
+        key = artifact_key(batch_id, chunk.index, fmt)
+        size: int | None = None
+        if chunk.audio_url and not chunk.audio_base64:
+            # A download goes straight to the store, so a 50 MB file never sits in the worker's memory; the WAV
+            # header (all that wav_duration reads) is read back from the stored file.
+            settings = rt.settings
+            parts = fetch_stream(
+                rt.http, chunk.audio_url, allow_hosts=settings.fetch_allow_hosts, max_bytes=settings.max_fetch_bytes
+            )
+            size = rt.artifacts.put(key, parts)
+            with rt.artifacts.open(key) as stored:
+                data = stored.read(WAV_HEADER_BYTES)
+        else:
+            data = _audio_bytes(chunk.audio_base64)
         duration = chunk.duration_s
         if fmt is AudioFormat.WAV:
             try:
                 duration = wav_duration(data)
             except ValueError as exc:
                 raise ProviderRejected(f"chunk {chunk.index}: {exc}", provider="runpod") from None
-        key = artifact_key(batch_id, chunk.index, fmt)
-        size = rt.artifacts.put(key, data)
+        if size is None:
+            size = rt.artifacts.put(key, data)
         results.append(
             ItemResult(
                 index=chunk.index,
@@ -185,17 +251,12 @@ def _store_outputs(
     return results
 
 
-def _audio_bytes(rt: Runtime, audio_base64: str | None, audio_url: str | None) -> bytes:
+def _audio_bytes(audio_base64: str | None) -> bytes:
     if audio_base64:
         try:
             return base64.b64decode(audio_base64, validate=True)
         except (binascii.Error, ValueError):
             raise ProviderRejected("audio_base64 is not valid base64", provider="runpod") from None
-    if audio_url:
-        settings = rt.settings
-        return fetch_bytes(
-            rt.http, audio_url, allow_hosts=settings.fetch_allow_hosts, max_bytes=settings.max_fetch_bytes
-        )
     raise ProviderRejected("a chunk has neither audio_base64 nor audio_url", provider="runpod")
 
 
@@ -217,7 +278,8 @@ def reconcile_group(rt: Runtime, batch_id: str, no: int) -> None:
         rt.redis.zadd(rt.batches.due_key, {member: group.claim_until or now + rt.settings.reconcile_after_s})
         return
     try:
-        job = rt.runpod.status(group.provider_id)
+        with provider_call(rt, "runpod", "status"):
+            job = rt.runpod.status(group.provider_id)
     except ProviderNotFound:
         _fail(rt, batch_id, no, group.attempt, "RunPod no longer knows the job (expired before its result was read)")
         return

@@ -16,9 +16,13 @@ def api(host: str, port: int, log_level: str) -> None:
     import uvicorn
 
     from fastapi_app import create_app
+    from fastapi_app.logs import configure_logging
 
-    app = create_app(Settings.load())
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    settings = Settings.load()
+    configure_logging(log_level, settings)
+    app = create_app(settings)
+    # log_config=None: uvicorn's own records go through the JSON handler configured above.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, log_config=None)
 
 
 @click.command()
@@ -26,6 +30,9 @@ def api(host: str, port: int, log_level: str) -> None:
 @click.option("--name", default=None, help="Worker name (defaults to RQ's).")
 def worker(burst: bool, name: str | None) -> None:
     """Run an RQ worker for the service's queues (needs STRANGLER_REDIS_URL)."""
+    from fastapi_app.logs import configure_logging
     from fastapi_app.worker import run_worker
 
-    run_worker(Settings.load(), burst=burst, name=name)
+    settings = Settings.load()
+    configure_logging("INFO", settings)
+    run_worker(settings, burst=burst, name=name)

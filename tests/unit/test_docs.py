@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from scripts.readme_sections import README, updated
+from scripts.readme_sections import OPERATIONS, README, updated
 
 pytestmark = pytest.mark.unit
 
 
-def test_readme_generated_sections_are_current() -> None:
-    text = README.read_text()
+@pytest.mark.parametrize("doc", [README, OPERATIONS], ids=lambda p: p.name)
+def test_generated_sections_are_current(doc: Path) -> None:
+    text = doc.read_text()
     assert updated(text) == text, "run: python scripts/readme_sections.py"

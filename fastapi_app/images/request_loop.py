@@ -1,0 +1,98 @@
+"""One event loop per worker process for Runware requests, so an RQ worker is not held for a request's latency.
+
+Runware answers a synchronous request only when its image is done (seconds). When the RQ task that submits an
+image batch waited for the answers, a worker ran one batch at a time: 50 pipeline jobs on 2 workers took 15x
+their critical path (docs/BENCHMARKS.md, benchmark 1). Now the task hands the batch to this loop and returns;
+the loop runs the requests of every batch the process took at once, each still claimed in the batch record
+and under the cluster-wide limiter. If the process dies, its claims lapse and the reconciler recovers the
+images through ``getResponse``, as after any crash. A stopping worker drains the loop first (:func:`drain`).
+
+At most twice ``STRANGLER_RUNWARE_CONCURRENCY`` images of a process are between waiting for a slot and being
+stored (:func:`gated`), so a backlog of batches waits here instead of polling the limiter in Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import httpx
+import redis.asyncio as aredis
+
+from strangler_bridge.providers.runware import AsyncRunwareClient
+from strangler_bridge.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class RequestLoop:
+    """An asyncio loop in a daemon thread, the clients its work shares, and the futures of that work."""
+
+    def __init__(self, settings: Settings) -> None:
+        limit = settings.runware_concurrency
+        # Twice the limit: while some images are being stored (slot already given back), others wait for slots.
+        self.gate = asyncio.Semaphore(2 * limit)
+        # Built once per process (an httpx client costs ~25 ms of CPU), so connections are reused across batches;
+        # they connect on first use, on the loop.
+        pool = aredis.BlockingConnectionPool.from_url(settings.redis_url or "", max_connections=64, timeout=30)
+        self.redis = aredis.Redis(connection_pool=pool)  # many images share few connections: they wait, not fail
+        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=limit, max_keepalive_connections=min(limit, 100)))
+        self.runware = AsyncRunwareClient.from_settings(
+            settings, timeout_s=max(settings.http_timeout_s, 60.0), http=http
+        )
+        self.loop = asyncio.new_event_loop()
+        self._pending: set[concurrent.futures.Future[None]] = set()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="runware-requests", daemon=True)
+        self._thread.start()
+
+    def submit(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` on the loop; return at once (failures are logged)."""
+        future = asyncio.run_coroutine_threadsafe(work, self.loop)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: concurrent.futures.Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            log.error("runware requests failed; the reconciler will pick them up", exc_info=future.exception())
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the work handed over so far; ``True`` if all of it finished."""
+        with self._lock:
+            pending = set(self._pending)
+        _, not_done = concurrent.futures.wait(pending, timeout=timeout_s)
+        return not not_done
+
+
+_LOOPS: list[RequestLoop] = []
+_CREATE = threading.Lock()
+
+
+def request_loop(settings: Settings) -> RequestLoop:
+    """This process's loop, started on first use (with these settings)."""
+    with _CREATE:
+        if not _LOOPS:
+            _LOOPS.append(RequestLoop(settings))
+        return _LOOPS[0]
+
+
+async def gated(work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work``, holding a place of the gate when running on this process's request loop."""
+    if not _LOOPS or asyncio.get_running_loop() is not _LOOPS[0].loop:
+        return await work
+    async with _LOOPS[0].gate:
+        return await work
+
+
+def drain(timeout_s: float = 10.0) -> None:
+    """Let the requests in flight finish before the process stops (bounded by ``timeout_s``)."""
+    if _LOOPS and not _LOOPS[0].drain(timeout_s):
+        log.warning("stopping with Runware requests in flight; their claims will lapse and be reconciled")

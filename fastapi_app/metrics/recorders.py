@@ -1,0 +1,64 @@
+"""What the service's code calls to count things: provider calls, limiter waits and webhook outcomes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+from starlette.requests import Request
+
+from fastapi_app.metrics.families import LIMITER_WAIT, PROVIDER_CALLS, PROVIDER_LATENCY
+from fastapi_app.metrics.store import Increments, record
+from fastapi_app.runtime import Runtime
+from strangler_bridge.errors import ProviderError
+
+WebhookOutcome = Literal["accepted", "duplicate", "deferred", "rejected", "error"]
+
+#: Where a webhook route leaves its outcome for the HTTP metrics middleware (``request.state``).
+WEBHOOK_OUTCOME = "strangler_webhook_outcome"
+
+
+def outcome_of(exc: BaseException) -> str:
+    """The ``outcome`` label of a failed provider call: the error's kind (``rate_limited``, ``rejected``, ...)."""
+    if isinstance(exc, ProviderError):
+        return exc.code.removeprefix("provider_") if exc.code != ProviderError.code else "error"
+    return "error"
+
+
+@contextmanager
+def provider_call(rt: Runtime, provider: str, operation: str) -> Iterator[None]:
+    """Count one call to a provider (retries included) with its outcome and duration.
+
+    ``with provider_call(rt, "runpod", "run"): job = rt.runpod.run(...)``; the exception, if any, propagates.
+    """
+    started = time.monotonic()
+    outcome = "error"
+    try:
+        yield
+        outcome = "ok"
+    except BaseException as exc:
+        outcome = outcome_of(exc)
+        raise
+    finally:
+        increments = Increments()
+        increments.inc(PROVIDER_CALLS, (provider, operation, outcome))
+        increments.observe(PROVIDER_LATENCY, (provider, operation), time.monotonic() - started)
+        record(rt.redis, rt.settings.redis_prefix, increments)
+
+
+def limiter_wait(rt: Runtime, limiter: str, seconds: float) -> None:
+    """Count the time one request waited for a slot of ``limiter``."""
+    increments = Increments()
+    increments.observe(LIMITER_WAIT, (limiter,), seconds)
+    record(rt.redis, rt.settings.redis_prefix, increments)
+
+
+def mark_webhook(request: Request, outcome: WebhookOutcome) -> WebhookOutcome:
+    """Tell the metrics middleware what a webhook delivery did; returns ``outcome`` (for the response body).
+
+    Unmarked webhook requests count as ``deferred`` when answered 2xx and ``rejected`` when answered 4xx.
+    """
+    setattr(request.state, WEBHOOK_OUTCOME, outcome)
+    return outcome

@@ -1,0 +1,1 @@
+"""The operator page: ``GET /ops``, a static shell whose script reads and drives the service's JSON API."""

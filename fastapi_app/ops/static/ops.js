@@ -1,0 +1,310 @@
+// The strangler-bridge operator page: reads and drives the service's JSON API with the token kept in
+// sessionStorage. Everything shown is set with textContent (never parsed as HTML).
+"use strict";
+
+(() => {
+  const TOKEN_KEY = "strangler-ops-token";
+  const REFRESH_MS = 1000;
+  const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+  const MODES = ["legacy", "shadow", "fastapi"];
+  const KINDS = ["service", "fallback", "shadow_match", "shadow_mismatch", "shadow_error", "shadow_skipped"];
+  const jobCache = new Map(); // job id -> {updated_at, status}
+  const dirtyFlags = new Set(); // phases with unsaved edits: not overwritten by refreshes
+  let timer = null;
+  let busy = false;
+
+  const $ = (id) => document.getElementById(id);
+
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs)) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === "text") node.textContent = String(value);
+      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else if (name in node && typeof value !== "string") node[name] = value;
+      else node.setAttribute(name, value === true ? "" : String(value));
+    }
+    for (const child of children) if (child !== null && child !== undefined) node.append(child);
+    return node;
+  }
+
+  class ApiError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  async function api(method, path, body) {
+    const headers = { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) || ""}` };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const message = (data.error && data.error.message) || `${response.status} ${response.statusText}`;
+      throw new ApiError(response.status, message);
+    }
+    return data;
+  }
+
+  // --- formatting -----------------------------------------------------------------------------------
+  const time = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "");
+  const money = (value) => (value === null || value === undefined ? "" : `$${Number(value).toFixed(4)}`);
+  function seconds(value) {
+    if (value === null || value === undefined) return "";
+    return value < 60 ? `${value.toFixed(1)} s` : `${Math.floor(value / 60)} min ${Math.round(value % 60)} s`;
+  }
+  function elapsed(item) {
+    const start = Date.parse(item.created_at);
+    const end = TERMINAL.has(item.status) ? Date.parse(item.updated_at) : Date.now();
+    return seconds(Math.max(0, (end - start) / 1000));
+  }
+  const short = (id) => (id && id.length > 14 ? `${id.slice(0, 12)}…` : id || "");
+  const badge = (status) => el("span", { class: `badge ${status}`, "data-field": "status", text: status });
+
+  function progressBar(progress) {
+    const label = `${progress.done}/${progress.total}` + (progress.failed ? ` (${progress.failed} failed)` : "");
+    return el(
+      "span",
+      { class: "progress" },
+      el("progress", { value: progress.done, max: Math.max(progress.total, 1) }),
+      el("span", { "data-field": "progress-text", text: label }),
+    );
+  }
+
+  // --- jobs -----------------------------------------------------------------------------------------
+  async function loadJobs() {
+    const list = await api("GET", "jobs?limit=25");
+    const details = await Promise.all(
+      list.items.map(async (item) => {
+        const known = jobCache.get(item.id);
+        if (known && TERMINAL.has(item.status) && known.updated_at === item.updated_at) return known;
+        const job = await api("GET", `jobs/${encodeURIComponent(item.id)}`);
+        jobCache.set(item.id, job);
+        return job;
+      }),
+    );
+    const ids = new Set(list.items.map((item) => item.id));
+    for (const id of jobCache.keys()) if (!ids.has(id)) jobCache.delete(id);
+    $("jobs").tBodies[0].replaceChildren(...details.map(jobRow));
+    $("jobs-empty").hidden = details.length > 0;
+  }
+
+  function stepChip(step) {
+    const parts = [step.name, `${step.progress.done}/${step.progress.total}`];
+    if (step.duration_s !== null && step.duration_s !== undefined) parts.push(seconds(step.duration_s));
+    if (step.cost !== null && step.cost !== undefined) parts.push(money(step.cost));
+    return el("span", {
+      class: `step ${step.status}`,
+      "data-step": step.name,
+      "data-status": step.status,
+      title: step.error || `${step.name}: ${step.status}, attempts ${step.attempts}`,
+      text: parts.join(" "),
+    });
+  }
+
+  function jobRow(job) {
+    const current = job.steps.find((s) => s.name === job.current_step);
+    const progress = current ? current.progress : job.progress;
+    const stepErrors = job.steps.filter((s) => s.error).map((s) => `${s.name}: ${s.error}`);
+    const actions = el("td", { class: "actions" });
+    if (job.status === "failed" || job.status === "cancelled") {
+      actions.append(el("button", { type: "button", "data-action": "retry", onclick: () => act(job, "retry"), text: "Retry" }));
+    }
+    if (!TERMINAL.has(job.status)) {
+      actions.append(el("button", { type: "button", "data-action": "cancel", onclick: () => act(job, "cancel"), text: "Cancel" }));
+    }
+    return el(
+      "tr",
+      { "data-job-id": job.id, "data-status": job.status },
+      el("td", { title: job.id, text: short(job.id) }),
+      el("td", { text: job.video_id || "" }),
+      el("td", {}, badge(job.status)),
+      el("td", { class: "steps" }, ...job.steps.map(stepChip)),
+      el(
+        "td",
+        { "data-field": "progress" },
+        el("span", { class: "muted", text: current ? `${current.name} ` : "steps " }),
+        progressBar(progress),
+      ),
+      el("td", { text: money(job.cost_total) }),
+      el("td", { text: time(job.created_at) }),
+      el("td", { text: elapsed(job) }),
+      el("td", { class: "error", "data-field": "error", title: stepErrors.join("\n"), text: job.error || "" }),
+      actions,
+    );
+  }
+
+  async function act(job, action) {
+    try {
+      const updated = await api("POST", `jobs/${encodeURIComponent(job.id)}/${action}`);
+      jobCache.set(job.id, updated);
+      showProblem("");
+    } catch (error) {
+      showProblem(`${action} ${job.id}: ${error.message}`);
+    }
+    refresh();
+  }
+
+  // --- batches --------------------------------------------------------------------------------------
+  async function loadBatches() {
+    const list = await api("GET", "batches?limit=25");
+    const rows = list.items.map((b) =>
+      el(
+        "tr",
+        { "data-batch-id": b.id, "data-status": b.status },
+        el("td", { title: b.id, text: short(b.id) }),
+        el("td", { text: b.kind }),
+        el("td", { text: b.video_id || "" }),
+        el("td", {}, badge(b.status)),
+        el("td", { "data-field": "progress" }, progressBar(b.progress)),
+        el("td", { text: time(b.created_at) }),
+        el("td", { text: elapsed(b) }),
+        el("td", { class: "error", text: b.error || "" }),
+      ),
+    );
+    $("batches").tBodies[0].replaceChildren(...rows);
+    $("batches-empty").hidden = rows.length > 0;
+  }
+
+  // --- flags ----------------------------------------------------------------------------------------
+  async function loadFlags() {
+    const set = await api("GET", "flags");
+    const body = $("flags").tBodies[0];
+    for (const [phase, flag] of Object.entries(set.flags)) {
+      let row = body.querySelector(`tr[data-phase="${CSS.escape(phase)}"]`);
+      if (!row) {
+        row = flagRow(phase);
+        body.append(row);
+      }
+      if (!dirtyFlags.has(phase)) fillFlag(row, flag);
+    }
+  }
+
+  function flagRow(phase) {
+    const dirty = () => dirtyFlags.add(phase);
+    const mode = el("select", { name: "mode", onchange: dirty }, ...MODES.map((m) => el("option", { value: m, text: m })));
+    const percent = el("input", { name: "percent", type: "number", min: "0", max: "100", step: "1", oninput: dirty });
+    const allow = el("input", { name: "allow", type: "text", placeholder: "video ids, comma-separated", oninput: dirty });
+    const fallback = el("input", { name: "fallback", type: "checkbox", onchange: dirty });
+    const status = el("span", { class: "muted", "data-field": "flag-status" });
+    const row = el(
+      "tr",
+      { "data-phase": phase },
+      el("th", { text: phase }),
+      el("td", {}, mode),
+      el("td", {}, percent),
+      el("td", {}, allow),
+      el("td", {}, fallback),
+      el("td", {}, el("button", { type: "button", "data-action": "save-flag", text: "Save" })),
+      el("td", {}, status),
+    );
+    row.querySelector("button").addEventListener("click", () => saveFlag(phase, row));
+    return row;
+  }
+
+  function fillFlag(row, flag) {
+    row.querySelector('[name="mode"]').value = flag.mode;
+    row.querySelector('[name="percent"]').value = String(flag.percent);
+    row.querySelector('[name="allow"]').value = flag.allow.join(", ");
+    row.querySelector('[name="fallback"]').checked = flag.fallback;
+    row.dataset.mode = flag.mode;
+    row.dataset.percent = String(flag.percent);
+  }
+
+  async function saveFlag(phase, row) {
+    const status = row.querySelector('[data-field="flag-status"]');
+    const flag = {
+      mode: row.querySelector('[name="mode"]').value,
+      percent: Number(row.querySelector('[name="percent"]').value),
+      allow: row.querySelector('[name="allow"]').value.split(",").map((s) => s.trim()).filter(Boolean),
+      fallback: row.querySelector('[name="fallback"]').checked,
+    };
+    status.textContent = "saving…";
+    try {
+      const set = await api("PUT", `flags/${encodeURIComponent(phase)}`, flag);
+      dirtyFlags.delete(phase);
+      fillFlag(row, set.flags[phase]);
+      status.textContent = `saved (version ${set.version})`;
+    } catch (error) {
+      status.textContent = error.message;
+    }
+  }
+
+  // --- events from the Flask side -------------------------------------------------------------------
+  async function loadEvents() {
+    const data = await api("GET", "events?limit=20");
+    const counterRows = Object.entries(data.counters).map(([phase, counts]) =>
+      el("tr", { "data-phase": phase }, el("th", { text: phase }), ...KINDS.map((k) => el("td", { "data-kind": k, text: counts[k] || 0 }))),
+    );
+    $("event-counters").tBodies[0].replaceChildren(...counterRows);
+    const rows = data.recent.map((e) =>
+      el(
+        "tr",
+        { "data-kind": e.kind },
+        el("td", { text: e.at ? time(e.at) : new Date(e.received_at * 1000).toLocaleTimeString() }),
+        el("td", { text: e.phase }),
+        el("td", {}, el("span", { class: `badge ${e.kind}`, text: e.kind.replace("_", " ") })),
+        el("td", { text: e.video_id || "" }),
+        el("td", { class: "error", text: e.detail || "" }),
+      ),
+    );
+    $("events").tBodies[0].replaceChildren(...rows);
+    $("events-empty").hidden = rows.length > 0;
+  }
+
+  // --- the loop and sign-in -------------------------------------------------------------------------
+  function showProblem(text) {
+    $("problem").textContent = text;
+  }
+
+  async function refresh() {
+    if (busy) return;
+    busy = true;
+    clearTimeout(timer);
+    try {
+      await Promise.all([loadJobs(), loadBatches(), loadFlags(), loadEvents()]);
+      $("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
+      showProblem("");
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) {
+        signOut("The token was refused; sign in again.");
+        return;
+      }
+      showProblem(`cannot reach the service: ${error.message}`);
+    } finally {
+      busy = false;
+    }
+    if (sessionStorage.getItem(TOKEN_KEY)) timer = setTimeout(refresh, REFRESH_MS);
+  }
+
+  function signIn(token) {
+    sessionStorage.setItem(TOKEN_KEY, token);
+    $("login").hidden = true;
+    $("app").hidden = false;
+    $("logout").hidden = false;
+    refresh();
+  }
+
+  function signOut(message) {
+    clearTimeout(timer);
+    sessionStorage.removeItem(TOKEN_KEY);
+    jobCache.clear();
+    $("app").hidden = true;
+    $("logout").hidden = true;
+    $("login").hidden = false;
+    $("login-error").textContent = message || "";
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("login-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const token = $("token").value.trim();
+      $("token").value = "";
+      if (token) signIn(token);
+    });
+    $("logout").addEventListener("click", () => signOut(""));
+    const saved = sessionStorage.getItem(TOKEN_KEY);
+    if (saved) signIn(saved);
+  });
+})();

@@ -1,0 +1,209 @@
+"""Benchmark 2, webhook ingest: how fast ``POST /tts/callback`` takes valid RunPod results.
+
+Every request is a first delivery of a COMPLETED status object for its own group (one chunk, ``AUDIO_S`` of
+16 kHz WAV as base64), so each one is really applied: token checked, audio decoded and stored, the record
+updated. Requests go to many batches in random order. The ceiling is a no-op POST route of the same app in the
+same server process, measured in the same run. The load generator (``loadgen.py``) runs in its own process on
+the same two cores.
+
+    python scripts/bench/ingest.py [--quick] [--runs N] [--rate 500]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import base64
+import json
+import os
+import random
+import subprocess
+from statistics import median
+from typing import Any
+
+from scripts.bench.common import bench_settings, figure, log, parser, report, runs_of, workdir
+from strangler_bridge.audio import tone_wav
+from strangler_bridge.cli.processes import wait_http_ok
+from strangler_bridge.cli.redis_server import free_port, redis_for_dev
+from strangler_bridge.settings import Settings
+
+PART = "2 webhook ingest"
+HERE = Path(__file__).resolve().parent
+AUDIO_S = 1.0
+CHUNKS = 20  # per batch; one group (one webhook) per chunk
+CONNECTIONS = 32
+
+
+def _bodies() -> list[str]:
+    audio = base64.b64encode(tone_wav(AUDIO_S)).decode()
+    return [
+        json.dumps(
+            {
+                "id": f"bench-{index}",
+                "status": "COMPLETED",
+                "delayTime": 12,
+                "executionTime": 1000,
+                "output": {"chunks": [{"index": index, "audio_base64": audio, "duration_s": AUDIO_S}]},
+            }
+        )
+        for index in range(CHUNKS)
+    ]
+
+
+def _groups(settings: Settings, count: int) -> tuple[list[list[Any]], list[str]]:
+    """Store batches whose groups await their results; ``([path, body_index] per group, batch ids)``."""
+    from fastapi_app.runtime import Runtime
+    from fastapi_app.tts import service
+    from fastapi_app.tts.runpod_work import webhook_url
+    from strangler_bridge.contracts.tts import TtsBatchCreate
+
+    rt = Runtime.build(settings)
+    body = TtsBatchCreate.model_validate({"chunks": [{"text": f"Scene {k}."} for k in range(CHUNKS)], "voice": "v"})
+    requests, ids = [], []
+    try:
+        for _ in range(-(-count // CHUNKS)):
+            batch, _created = service.create_batch(rt, body, idempotency_key=None)
+            ids.append(batch.id)
+            for no in range(CHUNKS):
+                url = webhook_url(rt, batch.id, no, 1)
+                requests.append([url[url.index("/tts/") :], no])
+    finally:
+        rt.close()
+    # Many batches in flight, as under benchmark 1's load: the groups of one batch do not all arrive at once
+    # (when they do, the record's optimistic transaction retries more; see docs/BENCHMARKS.md).
+    random.Random(9).shuffle(requests)
+    return requests, ids
+
+
+def _completed(settings: Settings, ids: list[str]) -> int:
+    from fastapi_app.runtime import Runtime
+
+    rt = Runtime.build(settings)
+    try:
+        return sum(
+            sum(g.status.value == "completed" for g in batch.groups)
+            for batch in (rt.batches.load(i) for i in ids)
+            if batch is not None
+        )
+    finally:
+        rt.close()
+
+
+def _load(wd: Path, port: int, bodies: list[str], requests: list[list[Any]], **spec: Any) -> dict[str, Any]:
+    spec_path, out_path = wd / "spec.json", wd / "result.json"
+    spec_path.write_text(
+        json.dumps({"host": "127.0.0.1", "port": port, "bodies": bodies, "requests": requests, **spec})
+    )
+    subprocess.run([sys.executable, str(HERE / "loadgen.py"), str(spec_path), str(out_path)], check=True, timeout=300)
+    result: dict[str, Any] = json.loads(out_path.read_text())
+    return result
+
+
+def main() -> None:
+    """Measure and report."""
+    args = parser(__doc__ or "")
+    args.add_argument("--rate", type=float, default=500.0, help="offered rate of the latency figure (requests/s)")
+    options = args.parse_args()
+    runs = runs_of(options)
+    noop_n, cb_n, open_s = (600, 300, 1.0) if options.quick else (5000, 2000, 4.0)
+    open_n = int(options.rate * open_s)
+    with workdir() as wd, redis_for_dev(bench_settings(wd)) as url:
+        settings = bench_settings(
+            wd, redis_url=url, api_tokens=["bench-token"], webhook_secret="bench-secret", tts_group_size=1
+        )
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STRANGLER_")} | settings.to_env()
+        with (wd / "server.log").open("ab") as server_log:
+            server = subprocess.Popen(
+                [sys.executable, str(HERE / "ingest_server.py"), "--port", str(port)],
+                env=env,
+                stdout=server_log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_http_ok(f"http://127.0.0.1:{port}/readyz", timeout=30)
+            bodies = _bodies()
+            warm = 200
+            requests, ids = _groups(settings, warm + runs * (cb_n + open_n))
+            noop = [["/bench/noop", 0]] * max(noop_n, open_n)
+            log(f"ingest: {len(requests)} groups ready; body {len(bodies[0]) // 1024} KB")
+            _load(wd, port, bodies, noop[:warm], mode="closed", connections=CONNECTIONS, duration_s=60)
+            _load(wd, port, bodies, requests[:warm], mode="closed", connections=CONNECTIONS, duration_s=60)
+            at = warm
+            rows: dict[str, list[dict[str, Any]]] = {"noop": [], "cb": [], "noop_open": [], "cb_open": []}
+            for r in range(runs):
+                rows["noop"].append(
+                    _load(wd, port, bodies, noop[:noop_n], mode="closed", connections=CONNECTIONS, duration_s=60)
+                )
+                rows["cb"].append(
+                    _load(
+                        wd,
+                        port,
+                        bodies,
+                        requests[at : at + cb_n],
+                        mode="closed",
+                        connections=CONNECTIONS,
+                        duration_s=60,
+                    )
+                )
+                at += cb_n
+                rows["noop_open"].append(
+                    _load(wd, port, bodies, noop[:open_n], mode="open", rate=options.rate, duration_s=open_s)
+                )
+                rows["cb_open"].append(
+                    _load(
+                        wd, port, bodies, requests[at : at + open_n], mode="open", rate=options.rate, duration_s=open_s
+                    )
+                )
+                at += open_n
+                log(
+                    f"ingest run {r + 1}: no-op {rows['noop'][-1]['rps']:.0f}/s,"
+                    f" callback {rows['cb'][-1]['rps']:.0f}/s,"
+                    f" p99 at {options.rate:.0f}/s {rows['cb_open'][-1]['p99_ms']:.1f} ms"
+                )
+            ok = sum(int(row["statuses"].get("200", 0)) for key in ("cb", "cb_open") for row in rows[key]) + warm
+            applied = _completed(settings, ids)
+        finally:
+            server.terminate()
+            server.wait(10)
+    if applied != ok:
+        raise RuntimeError(f"{ok} callbacks answered 200 but {applied} groups were completed")
+    noop_rps = [row["rps"] for row in rows["noop"]]
+    cb_rps = [row["rps"] for row in rows["cb"]]
+    rate = f"{options.rate:.0f}/s"
+    figures = [
+        figure(PART, "no-op POST, same app: requests/s", "req/s", noop_rps, note=f"{CONNECTIONS} connections"),
+        figure(
+            PART,
+            "POST /tts/callback: requests/s",
+            "req/s",
+            cb_rps,
+            baseline=f"no-op {median(noop_rps):.0f}/s",
+        ),
+        figure(
+            PART, "callback rate / no-op rate", "x", [c / n for c, n in zip(cb_rps, noop_rps, strict=True)], ">= 0.5"
+        ),
+        figure(
+            PART,
+            f"callback p50 at {rate}",
+            "ms",
+            [row["p50_ms"] for row in rows["cb_open"]],
+            baseline=f"no-op p50 {median(row['p50_ms'] for row in rows['noop_open']):.1f} ms",
+        ),
+        figure(
+            PART,
+            f"callback p99 at {rate}",
+            "ms",
+            [row["p99_ms"] for row in rows["cb_open"]],
+            "<= 25",
+            baseline=f"no-op p99 {median(row['p99_ms'] for row in rows['noop_open']):.1f} ms",
+        ),
+    ]
+    report(PART, figures, options, extra={"rows": rows, "applied_groups": applied, "audio_s": AUDIO_S})
+
+
+if __name__ == "__main__":
+    main()
