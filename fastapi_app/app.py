@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.build(settings)
+        runtime.warn_if_evicting()
         hub = ChangeHub(runtime.aredis, settings.redis_prefix)
         app.state.runtime = runtime
         app.state.changes = hub

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,8 @@ from fastapi_app.docstore import DocStore
 from fastapi_app.pipeline.records import JobRecord
 from strangler_bridge.artifacts import LocalArtifactStore
 from strangler_bridge.settings import Settings
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from strangler_bridge.providers.runpod import RunPodClient
@@ -60,6 +63,17 @@ class Runtime:
             artifacts=LocalArtifactStore(settings.artifacts_dir),
             http=httpx.Client(timeout=settings.http_timeout_s),
         )
+
+    def warn_if_evicting(self) -> None:
+        """Log a warning if Redis may evict keys: an evicted record or queue loses work silently."""
+        try:
+            policy = self.redis.config_get("maxmemory-policy").get("maxmemory-policy")
+        except redis.RedisError:
+            return  # unreachable, or CONFIG is disabled (managed Redis): readiness reports the former
+        if policy not in (None, "noeviction", b"noeviction"):
+            log.warning(
+                "Redis maxmemory-policy is %r: set it to noeviction, or records and queued work may vanish", policy
+            )
 
     def key(self, *parts: object) -> str:
         """A Redis key under the configured prefix."""

@@ -29,6 +29,7 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     """
     rt = Runtime.build(settings)
     install_runtime(rt)
+    rt.warn_if_evicting()
     reconciler = ReconcilerThread(rt)
     if not burst:
         reconciler.start()

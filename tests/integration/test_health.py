@@ -33,3 +33,25 @@ def test_not_ready_when_redis_is_unreachable(settings: Settings) -> None:
 def test_app_factory_names_missing_redis() -> None:
     with pytest.raises(ConfigError, match="STRANGLER_REDIS_URL"):
         create_app(Settings.load(redis_url=None))
+
+
+def test_warns_when_redis_may_evict_keys(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    import redis
+
+    from fastapi_app.runtime import Runtime
+    from strangler_bridge.cli.redis_server import RedisServer
+
+    server = RedisServer().start()  # our own server: we may change its configuration
+    try:
+        client = redis.Redis.from_url(server.url)
+        runtime = Runtime.build(settings.model_copy(update={"redis_url": server.url}))
+        with caplog.at_level("WARNING", logger="fastapi_app.runtime"):
+            runtime.warn_if_evicting()
+            assert not caplog.records
+            client.config_set("maxmemory-policy", "allkeys-lru")
+            runtime.warn_if_evicting()
+        assert "noeviction" in caplog.records[0].getMessage()
+        runtime.close()
+        client.close()
+    finally:
+        server.close()
