@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
+import ssl
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import httpx
-import redis.asyncio as aredis
 
-from strangler_bridge.providers.runware import AsyncRunwareClient
 from strangler_bridge.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,20 +31,12 @@ T = TypeVar("T")
 
 
 class RequestLoop:
-    """An asyncio loop in a daemon thread, the clients its work shares, and the futures of that work."""
+    """An asyncio loop in a daemon thread, and the futures of the work handed to it."""
 
     def __init__(self, settings: Settings) -> None:
         limit = settings.runware_concurrency
         # Twice the limit: while some images are being stored (slot already given back), others wait for slots.
         self.gate = asyncio.Semaphore(2 * limit)
-        # Built once per process (an httpx client costs ~25 ms of CPU), so connections are reused across batches;
-        # they connect on first use, on the loop.
-        pool = aredis.BlockingConnectionPool.from_url(settings.redis_url or "", max_connections=64, timeout=30)
-        self.redis = aredis.Redis(connection_pool=pool)  # many images share few connections: they wait, not fail
-        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=limit, max_keepalive_connections=min(limit, 100)))
-        self.runware = AsyncRunwareClient.from_settings(
-            settings, timeout_s=max(settings.http_timeout_s, 60.0), http=http
-        )
         self.loop = asyncio.new_event_loop()
         self._pending: set[concurrent.futures.Future[None]] = set()
         self._lock = threading.Lock()
@@ -90,6 +82,13 @@ async def gated(work: Coroutine[Any, Any, T]) -> T:
         return await work
     async with _LOOPS[0].gate:
         return await work
+
+
+@functools.cache
+def ssl_context() -> ssl.SSLContext:
+    """One TLS context per process for the per-batch HTTP clients: building one costs ~25 ms of CPU and ~1 MB,
+    which with dozens of batches in flight was most of a worker's memory."""
+    return httpx.create_ssl_context()
 
 
 def drain(timeout_s: float = 10.0) -> None:

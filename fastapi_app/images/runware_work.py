@@ -17,6 +17,7 @@ import logging
 import time
 import uuid
 
+import httpx
 import redis.asyncio as aredis
 
 from fastapi_app import enqueueing
@@ -33,7 +34,7 @@ from fastapi_app.batches import (
     reject_group,
     release_claim,
 )
-from fastapi_app.images.request_loop import gated, request_loop
+from fastapi_app.images.request_loop import gated, request_loop, ssl_context
 from fastapi_app.images.service import artifact_key
 from fastapi_app.limiter import Limiter
 from fastapi_app.metrics.recorders import limiter_wait, provider_call
@@ -59,8 +60,7 @@ def submit_batch(rt: Runtime, batch_id: str) -> None:
         return
     todo = [g.no for g in batch.groups if g.status in (GroupStatus.PENDING, GroupStatus.SUBMITTING)]
     if todo:
-        loop = request_loop(rt.settings)
-        loop.submit(_submit_with(rt, loop.redis, loop.runware, batch_id, todo))
+        request_loop(rt.settings).submit(_submit_many(rt, batch_id, todo))
 
 
 def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
@@ -71,16 +71,13 @@ def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
 async def _submit_many(rt: Runtime, batch_id: str, groups: list[int]) -> None:
     async with (
         aredis.Redis.from_url(rt.settings.redis_url or "") as client,
-        AsyncRunwareClient.from_settings(rt.settings, timeout_s=max(rt.settings.http_timeout_s, 60.0)) as runware,
+        httpx.AsyncClient(verify=ssl_context()) as http,
+        AsyncRunwareClient.from_settings(
+            rt.settings, timeout_s=max(rt.settings.http_timeout_s, 60.0), http=http
+        ) as runware,
     ):
-        await _submit_with(rt, client, runware, batch_id, groups)
-
-
-async def _submit_with(
-    rt: Runtime, client: aredis.Redis, runware: AsyncRunwareClient, batch_id: str, groups: list[int]
-) -> None:
-    slots = limiter(rt, client)
-    await asyncio.gather(*(gated(_submit_one(rt, runware, slots, batch_id, no)) for no in groups))
+        slots = limiter(rt, client)
+        await asyncio.gather(*(gated(_submit_one(rt, runware, slots, batch_id, no)) for no in groups))
 
 
 async def _submit_one(rt: Runtime, runware: AsyncRunwareClient, slots: Limiter, batch_id: str, no: int) -> None:

@@ -137,7 +137,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     figures: list[Figure] = []
     with workdir() as wd, dev_stack(wd, workers=1, runpod={}, runware=runware, video={}) as stack:
-        for workers in options.workers:
+        for workers in [1] if options.quick else options.workers:
             for limit in limits:
                 restart_workers(stack, workers, runware_concurrency=limit)
                 _measure(stack, 1)  # warm-up: the workers import their task modules

@@ -1,6 +1,7 @@
 """The benchmarks of scripts/bench still run: each part's quick mode prints (and writes) its figures.
 
-No timing thresholds here: the quick mode's figures are not meaningful, only their presence is checked.
+No timing thresholds here: the quick mode's figures are not meaningful, only their presence is checked. The
+parts run at once (each in its own process, with its own stack) so the file takes as long as the slowest part.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,34 +29,52 @@ EXPECTED = {
     "memory": ["API peak RSS", "worker peak RSS", "ingesting 50 MB", "streaming 50 MB"],
     "scaling": ["1 worker(s): jobs/s", "2 worker(s): jobs/s"],
 }
+TIMEOUT_S = 300
 
 
-def run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    assert result.returncode == 0, f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[int, str, Path]]]:
+    """Every part's quick mode, plus run_all on one part, started together; ``name -> (code, output, json)``."""
+    tmp = tmp_path_factory.mktemp("bench")
+    commands = {part: [str(BENCH / f"{part}.py"), "--quick", "--json", str(tmp / f"{part}.json")] for part in EXPECTED}
+    commands["run_all"] = [str(BENCH / "run_all.py"), "--quick", "--only", "completion", "--out", str(tmp / "all.json")]
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for name, args in commands.items()
+    }
+    results = {}
+    try:
+        for name, proc in procs.items():
+            output, _ = proc.communicate(timeout=TIMEOUT_S)
+            json_path = tmp / ("all.json" if name == "run_all" else f"{name}.json")
+            results[name] = (proc.returncode, output, json_path)
+        yield results
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
 
 
 @pytest.mark.parametrize("part", list(EXPECTED))
-def test_each_part_prints_its_figures_in_quick_mode(part: str, tmp_path: Path) -> None:
-    out = tmp_path / f"{part}.json"
-    result = run([str(BENCH / f"{part}.py"), "--quick", "--json", str(out)], timeout=180)
-    written = json.loads(out.read_text())
+def test_each_part_prints_its_figures_in_quick_mode(part: str, runs: dict[str, tuple[int, str, Path]]) -> None:
+    code, output, json_path = runs[part]
+    assert code == 0, output[-4000:]
+    written = json.loads(json_path.read_text())
     names = [f["name"] for f in written["figures"]]
     for words in EXPECTED[part]:
         assert any(words in name for name in names), f"no figure about {words!r} in {names}"
-        assert words in result.stdout
+        assert words in output
     for fig in written["figures"]:
         assert fig["runs"] and all(math.isfinite(value) for value in fig["runs"]), fig
 
 
-def test_run_all_prints_one_table_of_the_parts_it_ran(tmp_path: Path) -> None:
-    out = tmp_path / "all.json"
-    result = run([str(BENCH / "run_all.py"), "--quick", "--only", "completion", "--out", str(out)], timeout=180)
-    assert "== all parts" in result.stdout
-    assert "3 completion latency" in result.stdout.split("== all parts")[1]
-    written = json.loads(out.read_text())
+def test_run_all_prints_one_table_of_the_parts_it_ran(runs: dict[str, tuple[int, str, Path]]) -> None:
+    code, output, json_path = runs["run_all"]
+    assert code == 0, output[-4000:]
+    assert "3 completion latency" in output.split("== all parts")[1]
+    written = json.loads(json_path.read_text())
     assert written["failed"] == []
     assert written["machine"]["nproc"]
