@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from strangler_bridge.cli.devstack import DevStack
 from strangler_bridge.settings import Settings
-from tests.support.stack import create, follow
+from tests.support.stack import StackFactory, create, follow
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
-StackFactory = Callable[..., DevStack]
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def make_stack(settings: Settings, tmp_path: Path) -> Iterator[StackFactory]:
-    stacks: list[DevStack] = []
-
-    def make(*, workers: int = 1, runware: dict[str, Any] | None = None, **overrides: Any) -> DevStack:
-        base = settings.model_copy(update={"reconcile_after_s": 1.5, "reconcile_interval_s": 0.2, **overrides})
-        knobs = {"latency_s": 0.05, "image_max_side": 64, "seed": 3, **(runware or {})}
-        stack = DevStack(base, workers=workers, runware=knobs, log_dir=tmp_path / f"stack{len(stacks)}")
-        stacks.append(stack)
-        return stack.start()
-
-    yield make
-    for stack in stacks:
-        stack.stop()
 
 
 def image_body(n: int, **extra: Any) -> dict[str, Any]:

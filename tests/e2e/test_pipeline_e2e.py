@@ -3,52 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from strangler_bridge.cli.devstack import DevStack
-from strangler_bridge.settings import Settings
 from strangler_bridge.simulators.video.render import find_ffmpeg, media_duration
-from tests.support.stack import create, follow
+from tests.support.stack import StackFactory, create, follow
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
-StackFactory = Callable[..., DevStack]
-
 
 @pytest.fixture
-def make_stack(settings: Settings, tmp_path: Path) -> Iterator[StackFactory]:
-    stacks: list[DevStack] = []
-
-    def make(
-        *,
-        workers: int = 1,
-        runpod: dict[str, Any] | None = None,
-        runware: dict[str, Any] | None = None,
-        video: dict[str, Any] | None = None,
-        **overrides: Any,
-    ) -> DevStack:
-        base = settings.model_copy(
-            update={"reconcile_after_s": 1.5, "reconcile_interval_s": 0.2, "tts_group_size": 4, **overrides}
-        )
-        stack = DevStack(
-            base,
-            workers=workers,
-            runpod={"execution_time_s": 0.05, "webhook_retry_delay_s": 0.05, **(runpod or {})},
-            runware={"latency_s": 0.05, "image_max_side": 64, **(runware or {})},
-            video=video or {},
-            log_dir=tmp_path / f"stack{len(stacks)}",
-        )
-        stacks.append(stack)
-        return stack.start()
-
-    yield make
-    for stack in stacks:
-        stack.stop()
+def stack_defaults() -> dict[str, Any]:
+    return {"tts_group_size": 4}
 
 
 def job_body(n: int) -> dict[str, Any]:

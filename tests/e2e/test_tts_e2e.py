@@ -4,40 +4,19 @@ from __future__ import annotations
 
 import io
 import wave
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from strangler_bridge.cli.devstack import DevStack
-from strangler_bridge.settings import Settings
-from tests.support.stack import create, follow, tts_body
+from tests.support.stack import StackFactory, create, follow, tts_body
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
-FAST_WEBHOOKS = {"webhook_retry_delay_s": 0.05, "webhook_timeout_s": 5.0}
-
-StackFactory = Callable[..., DevStack]
-
 
 @pytest.fixture
-def make_stack(settings: Settings, tmp_path: Path) -> Iterator[StackFactory]:
-    stacks: list[DevStack] = []
-
-    def make(*, workers: int = 1, runpod: dict[str, Any] | None = None, **overrides: Any) -> DevStack:
-        base = settings.model_copy(
-            update={"reconcile_after_s": 1.5, "reconcile_interval_s": 0.2, "tts_group_size": 2, **overrides}
-        )
-        knobs = {"execution_time_s": 0.05, "seed": 7, **FAST_WEBHOOKS, **(runpod or {})}
-        stack = DevStack(base, workers=workers, runpod=knobs, log_dir=tmp_path / f"stack{len(stacks)}")
-        stacks.append(stack)
-        return stack.start()
-
-    yield make
-    for stack in stacks:
-        stack.stop()
+def stack_defaults() -> dict[str, Any]:
+    return {"tts_group_size": 2}
 
 
 def _wav_seconds(data: bytes) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -10,6 +11,9 @@ import httpx
 from strangler_bridge.cli.devstack import DevStack
 
 TERMINAL = {"completed", "failed", "cancelled"}
+
+#: The ``make_stack`` fixture of tests/e2e/conftest.py.
+StackFactory = Callable[..., DevStack]
 
 
 def follow(client: httpx.Client, path: str, *, timeout: float = 60.0) -> dict[str, Any]:
