@@ -180,7 +180,7 @@ def reconcile_group(rt: Runtime, batch_id: str, no: int) -> None:
     """Resolve an overdue image: submit it, or recover a lapsed submission through ``getResponse``."""
     member = due_member("img", batch_id, no)
     batch = rt.batches.load(batch_id)
-    if batch is None or batch.status.terminal or batch.group(no).status.terminal:
+    if batch is None or batch.status.terminal or not 0 <= no < len(batch.groups) or batch.group(no).status.terminal:
         rt.redis.zrem(rt.batches.due_key, member)
         return
     group = batch.group(no)

@@ -170,7 +170,7 @@ def apply_job(rt: Runtime, batch_id: str, no: int, attempt: int, job: RunPodJob)
     if not job.status.terminal:
         return False
     batch = rt.batches.load(batch_id)
-    if batch is None or batch.group(no).status.terminal:
+    if batch is None or not 0 <= no < len(batch.groups) or batch.group(no).status.terminal:
         return False  # unknown, expired or already applied: a duplicate or late delivery changes nothing
     if job.status is RunPodStatus.COMPLETED:
         try:
@@ -264,7 +264,7 @@ def reconcile_group(rt: Runtime, batch_id: str, no: int) -> None:
     """Resolve a group whose deadline passed: submit it, wait for its claim, or ask RunPod for its status."""
     member = due_member("tts", batch_id, no)
     batch = rt.batches.load(batch_id)
-    if batch is None or batch.status.terminal or batch.group(no).status.terminal:
+    if batch is None or batch.status.terminal or not 0 <= no < len(batch.groups) or batch.group(no).status.terminal:
         rt.redis.zrem(rt.batches.due_key, member)
         return
     group = batch.group(no)

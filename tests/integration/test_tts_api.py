@@ -158,6 +158,15 @@ def test_callback_rejects_missing_forged_or_expired_tokens_without_change(
     assert after["version"] == created["version"]
 
 
+def test_callback_token_for_a_group_that_does_not_exist_changes_nothing(client: TestClient, settings: Settings) -> None:
+    created = client.post("/tts/batch", json=BODY, headers=AUTH).json()
+    token = sign(settings.secret("webhook_secret"), "tts", [created["id"], "99", "1"], 60)
+    body = {"id": "rp-1", "status": "COMPLETED", "output": {"chunks": []}}
+    response = client.post(f"/tts/callback?token={token}", json=body)
+    assert response.status_code == 200
+    assert client.get(f"/tts/batch/{created['id']}", headers=AUTH).json()["version"] == created["version"]
+
+
 def test_audio_is_404_until_the_chunk_completes(client: TestClient) -> None:
     created = client.post("/tts/batch", json=BODY, headers=AUTH).json()
     response = client.get(f"/tts/batch/{created['id']}/chunks/0/audio", headers=AUTH)
