@@ -38,10 +38,19 @@ def main() -> None:
     """Serve on loopback with the options of ``strangler-bridge api``."""
     import uvicorn
 
+    from strangler_bridge.cli.servers import KEEP_ALIVE_S
+
     args = argparse.ArgumentParser(description=__doc__)
     args.add_argument("--port", type=int, required=True)
     options = args.parse_args()
-    uvicorn.run(build(), host="127.0.0.1", port=options.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        build(),
+        host="127.0.0.1",
+        port=options.port,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )
 
 
 if __name__ == "__main__":

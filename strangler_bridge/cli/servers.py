@@ -9,6 +9,12 @@ from typing import Any
 
 from strangler_bridge.cli.redis_server import free_port
 
+#: How long uvicorn keeps an idle connection open. uvicorn's default (5 s) equals httpx's idle expiry (5 s),
+#: so a client could send on a connection at the moment the server closed it and get "Server disconnected
+#: without sending a response" (a paid POST is then of unknown outcome). Servers must outlast their clients'
+#: idle expiry; 75 s is also longer than common load balancers' idle timeout (60 s).
+KEEP_ALIVE_S = 75
+
 
 class ThreadedServer:
     """A uvicorn server on loopback in a daemon thread; use as a context manager."""
@@ -19,7 +25,9 @@ class ThreadedServer:
         self.host = host
         self.port = port or free_port()
         self.app = app
-        config = uvicorn.Config(app, host=host, port=self.port, log_level=log_level, access_log=False)
+        config = uvicorn.Config(
+            app, host=host, port=self.port, log_level=log_level, access_log=False, timeout_keep_alive=KEEP_ALIVE_S
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"uvicorn-{self.port}", daemon=True)
 

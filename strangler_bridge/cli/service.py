@@ -17,12 +17,21 @@ def api(host: str, port: int, log_level: str) -> None:
 
     from fastapi_app import create_app
     from fastapi_app.logs import configure_logging
+    from strangler_bridge.cli.servers import KEEP_ALIVE_S
 
     settings = Settings.load()
     configure_logging(log_level, settings)
     app = create_app(settings)
     # log_config=None: uvicorn's own records go through the JSON handler configured above.
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, log_config=None)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        log_config=None,
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )
 
 
 @click.command()
