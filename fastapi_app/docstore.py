@@ -40,12 +40,11 @@ class Record(BaseModel):
 
 @dataclass
 class Effects:
-    """What a transition asks for besides the new record: due-index changes and follow-up work."""
+    """What a transition asks for besides the new record: due-index changes, and whether it changed anything."""
 
     due: dict[str, float] = field(default_factory=dict)  # member -> deadline (epoch seconds)
     undue: set[str] = field(default_factory=set)
     changed: bool = True
-    follow_up: list[str] = field(default_factory=list)  # tags the caller acts on after commit
 
 
 class DocStore(Generic[M]):
