@@ -9,6 +9,10 @@ images through ``getResponse``, as after any crash. A stopping worker drains the
 
 At most twice ``STRANGLER_RUNWARE_CONCURRENCY`` images of a process are between waiting for a slot and being
 stored (:func:`gated`), so a backlog of batches waits here instead of polling the limiter in Redis.
+
+The loop's batch writes (claims, results) go through one :class:`~fastapi_app.images.batch_writes.BatchWrites`
+(:func:`batch_writes`): the images of a batch start and finish together, so their writes are combined instead
+of parsing and rewriting the batch record once per image, and a batch write never blocks the loop.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from fastapi_app.images.batch_writes import BatchWrites
 from strangler_bridge.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,12 +36,13 @@ T = TypeVar("T")
 
 
 class RequestLoop:
-    """An asyncio loop in a daemon thread, and the futures of the work handed to it."""
+    """An asyncio loop in a daemon thread, the futures of the work handed to it, and its batch writes."""
 
     def __init__(self, settings: Settings) -> None:
         limit = settings.runware_concurrency
         # Twice the limit: while some images are being stored (slot already given back), others wait for slots.
         self.gate = asyncio.Semaphore(2 * limit)
+        self.writes = BatchWrites()
         self.loop = asyncio.new_event_loop()
         self._pending: set[concurrent.futures.Future[None]] = set()
         self._lock = threading.Lock()
@@ -82,6 +88,16 @@ async def gated(work: Coroutine[Any, Any, T]) -> T:
         return await work
     async with _LOOPS[0].gate:
         return await work
+
+
+def batch_writes() -> BatchWrites:
+    """The request loop's batch writes when running on it; else new ones for the caller (an ``asyncio.run``).
+
+    Call it once per unit of work and pass the result along: writes combine only within one instance.
+    """
+    if _LOOPS and asyncio.get_running_loop() is _LOOPS[0].loop:
+        return _LOOPS[0].writes
+    return BatchWrites()
 
 
 @functools.cache
