@@ -1,4 +1,4 @@
-"""The worker process: an RQ worker on the service's queues, plus the reconciler thread."""
+"""The worker process: an RQ worker on the service's queues, plus the reconciler and webhook inbox threads."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from fastapi_app.logs import LogContextWorker
 from fastapi_app.queues import QUEUES, queue
 from fastapi_app.reconciler import ReconcilerThread
 from fastapi_app.runtime import Runtime, install_runtime
+from fastapi_app.tts.webhook_inbox import InboxThread
 from strangler_bridge.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,14 +26,17 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
 
     A ``SimpleWorker`` runs jobs in its own process: jobs are short and idempotent, and skipping a fork
     per job triples throughput on small machines (see docs/DECISIONS.md). The reconciler thread runs beside
-    it, so no second tool (cron, rq-scheduler) is needed.
+    it, so no second tool (cron, rq-scheduler) is needed, and so does the thread applying RunPod's queued
+    webhooks. A ``burst`` worker runs neither.
     """
     rt = Runtime.build(settings)
     install_runtime(rt)
     rt.warn_if_evicting()
     reconciler = ReconcilerThread(rt)
+    inbox = InboxThread(rt)
     if not burst:
         reconciler.start()
+        inbox.start()
     try:
         rounds = 0
         # RQ's loop ends when Redis goes away; wait for Redis and start a new loop (a fresh RQ name, as the
@@ -43,6 +47,7 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
             rounds += 1
     finally:
         request_loop.drain()  # image requests handed off by submit tasks (before their clients close)
+        inbox.stop()  # lets the webhooks being applied finish; unread ones wait in Redis for another worker
         reconciler.stop()
         rt.close()
 

@@ -1,4 +1,4 @@
-"""Metrics computed from Redis at scrape time: jobs by state, queue depths, the due index, limiter slots.
+"""Metrics computed at scrape time: jobs by state, queue depths, the due index, the webhook inbox, limiter slots.
 
 Jobs are counted over the job index (the newest :data:`~fastapi_app.docstore.INDEX_SIZE` jobs). A completed
 job never changes again, so each API process remembers which ones it has seen completed and re-reads only
@@ -27,6 +27,7 @@ from fastapi_app.metrics.families import STEP_DURATION
 from fastapi_app.metrics.store import histograms_key
 from fastapi_app.queues import QUEUES, queue
 from fastapi_app.runtime import Runtime
+from fastapi_app.tts.webhook_inbox import stream_key
 from strangler_bridge.contracts.common import BatchStatus
 
 _HARVEST = """
@@ -130,7 +131,7 @@ def gauges(rt: Runtime, census: JobCensus) -> list[Metric]:
     counts = census.count(rt)
     for state in BatchStatus:
         jobs.add_metric([state.value], counts.get(state.value, 0))
-    return [jobs, *queue_gauges(rt), *due_gauges(rt), *limiter_gauges(rt)]
+    return [jobs, *queue_gauges(rt), *due_gauges(rt), *inbox_gauges(rt), *limiter_gauges(rt)]
 
 
 def queue_gauges(rt: Runtime) -> list[Metric]:
@@ -158,6 +159,15 @@ def due_gauges(rt: Runtime) -> list[Metric]:
     )
     overdue.add_metric([], rt.redis.zcount(key, "-inf", time.time()))
     return [items, overdue]
+
+
+def inbox_gauges(rt: Runtime) -> list[Metric]:
+    """Webhooks received and not yet applied by a worker."""
+    pending = GaugeMetricFamily(
+        "strangler_webhook_inbox_pending", "RunPod webhooks answered and waiting for a worker to apply them."
+    )
+    pending.add_metric([], rt.redis.xlen(stream_key(rt)))
+    return [pending]
 
 
 def limiter_gauges(rt: Runtime) -> list[Metric]:

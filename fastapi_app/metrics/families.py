@@ -78,14 +78,22 @@ HTTP_DURATION = Family(
     ("method", "route"),
     CALL_BUCKETS,
 )
-WEBHOOK_OUTCOMES = ("accepted", "duplicate", "deferred", "rejected", "error")
+WEBHOOK_OUTCOMES = ("deferred", "rejected", "error")
 WEBHOOKS = Family(
     "strangler_webhook_deliveries",
     "counter",
-    "Provider webhooks received: accepted (changed state), duplicate (changed nothing), deferred (handed to a "
-    "worker), rejected (bad token or body), error.",
+    "Provider webhooks received: deferred (queued for a worker, which applies it), rejected (bad token or body), "
+    "error.",
     ("source", "outcome"),
     always=tuple((source, outcome) for source in ("runpod", "video") for outcome in WEBHOOK_OUTCOMES),
+)
+WEBHOOK_RESULTS = Family(
+    "strangler_webhook_results",
+    "counter",
+    "Queued RunPod webhooks applied by the workers: accepted (changed state), duplicate (changed nothing), "
+    "error (could not be applied; the reconciler polls instead).",
+    ("source", "outcome"),
+    always=tuple(("runpod", outcome) for outcome in ("accepted", "duplicate", "error")),
 )
 PROVIDER_CALLS = Family(
     "strangler_provider_calls",
@@ -130,6 +138,7 @@ FAMILIES: dict[str, Family] = {
         HTTP_REQUESTS,
         HTTP_DURATION,
         WEBHOOKS,
+        WEBHOOK_RESULTS,
         PROVIDER_CALLS,
         PROVIDER_LATENCY,
         STEP_DURATION,

@@ -1,23 +1,15 @@
-"""What the service's code calls to count things: provider calls, limiter waits and webhook outcomes."""
+"""What the service's code calls to count things: provider calls and limiter waits."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal
-
-from starlette.requests import Request
 
 from fastapi_app.metrics.families import LIMITER_WAIT, PROVIDER_CALLS, PROVIDER_LATENCY
 from fastapi_app.metrics.store import Increments, record
 from fastapi_app.runtime import Runtime
 from strangler_bridge.errors import ProviderError
-
-WebhookOutcome = Literal["accepted", "duplicate", "deferred", "rejected", "error"]
-
-#: Where a webhook route leaves its outcome for the HTTP metrics middleware (``request.state``).
-WEBHOOK_OUTCOME = "strangler_webhook_outcome"
 
 
 def outcome_of(exc: BaseException) -> str:
@@ -53,12 +45,3 @@ def limiter_wait(rt: Runtime, limiter: str, seconds: float) -> None:
     increments = Increments()
     increments.observe(LIMITER_WAIT, (limiter,), seconds)
     record(rt.redis, rt.settings.redis_prefix, increments)
-
-
-def mark_webhook(request: Request, outcome: WebhookOutcome) -> WebhookOutcome:
-    """Tell the metrics middleware what a webhook delivery did; returns ``outcome`` (for the response body).
-
-    Unmarked webhook requests count as ``deferred`` when answered 2xx and ``rejected`` when answered 4xx.
-    """
-    setattr(request.state, WEBHOOK_OUTCOME, outcome)
-    return outcome

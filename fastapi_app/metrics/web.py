@@ -21,7 +21,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastapi_app.metrics.census import JobCensus, gauges
 from fastapi_app.metrics.families import HTTP_DURATION, HTTP_REQUESTS, WEBHOOKS
-from fastapi_app.metrics.recorders import WEBHOOK_OUTCOME
 from fastapi_app.metrics.store import MetricBuffer, stored_families
 from fastapi_app.runtime import Runtime
 
@@ -109,13 +108,10 @@ class HttpMetricsMiddleware:
         self.buffer.observe(HTTP_DURATION, (method, route), seconds)
         source = WEBHOOK_SOURCES.get(scope.get("path", ""))
         if source is not None:
-            self.buffer.inc(WEBHOOKS, (source, _webhook_outcome(scope, status)))
+            self.buffer.inc(WEBHOOKS, (source, _webhook_outcome(status)))
 
 
-def _webhook_outcome(scope: Scope, status: int) -> str:
-    marked = (scope.get("state") or {}).get(WEBHOOK_OUTCOME)
-    if marked is not None:
-        return str(marked)
+def _webhook_outcome(status: int) -> str:
     if status >= 500:
         return "error"
     return "rejected" if status >= 400 else "deferred"

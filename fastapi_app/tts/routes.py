@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -14,15 +13,12 @@ from fastapi_app import enqueueing
 from fastapi_app.auth import require_token
 from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, accepted, artifact_response, read_batch, runtime
 from fastapi_app.batches import due_member
-from fastapi_app.metrics.recorders import mark_webhook
 from fastapi_app.signing import verify
-from fastapi_app.tts import runpod_work, service
+from fastapi_app.tts import runpod_work, service, webhook_inbox
 from strangler_bridge.contracts.common import ErrorResponse
 from strangler_bridge.contracts.tts import TtsBatchCreate, TtsBatchStatus
 from strangler_bridge.errors import InvalidInput, ProviderRejected
-from strangler_bridge.providers.runpod import RunPodJob, parse_tts_output
-
-log = logging.getLogger(__name__)
+from strangler_bridge.providers.runpod import RunPodJob
 
 router = APIRouter(prefix="/tts", tags=["tts"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
@@ -85,32 +81,18 @@ def get_audio(batch_id: str, index: int, request: Request) -> Response:
 async def callback(request: Request, token: Annotated[str | None, Query(max_length=2000)] = None) -> dict[str, str]:
     """Authenticated by the signed token in the URL, which names the batch, group and attempt.
 
-    Applies base64 results at once; results that must be downloaded, and empty bodies (answered by asking
-    RunPod for the status), are handed to a worker so RunPod gets its 200 quickly.
+    Answers as soon as the delivery is queued for the workers (``webhook_inbox``), so RunPod gets its 200
+    quickly; an empty body (answered by asking RunPod for the status) queues a reconcile instead.
     """
     rt = runtime(request)
     batch_id, no_text, attempt_text = verify(rt.settings.secret("webhook_secret"), runpod_work.PURPOSE, token)
-    no, attempt = int(no_text), int(attempt_text)
     raw = await request.body()
     if not raw.strip():
-        await run_in_threadpool(enqueueing.reconcile, rt, due_member("tts", batch_id, no))
+        await run_in_threadpool(enqueueing.reconcile, rt, due_member("tts", batch_id, int(no_text)))
         return {"status": "queued", "reason": "empty body; status will be polled"}
     try:
-        payload = json.loads(raw)
-        job = RunPodJob.parse(payload)
+        RunPodJob.parse(json.loads(raw))
     except (ValueError, ProviderRejected) as exc:
         raise InvalidInput(f"webhook body is not a RunPod status object: {exc}", field="body") from None
-    if _needs_download(job):
-        await run_in_threadpool(enqueueing.apply_tts_webhook, rt, batch_id, no, attempt, json.dumps(payload))
-        return {"status": "queued"}
-    applied = await run_in_threadpool(runpod_work.apply_job, rt, batch_id, no, attempt, job)
-    return {"status": mark_webhook(request, "accepted" if applied else "duplicate")}
-
-
-def _needs_download(job: RunPodJob) -> bool:
-    if not job.has_output:
-        return False
-    try:
-        return any(chunk.audio_url and not chunk.audio_base64 for chunk in parse_tts_output(job.output))
-    except ProviderRejected:
-        return False
+    await webhook_inbox.append(rt, batch_id, int(no_text), int(attempt_text), raw)
+    return {"status": "queued"}  # counted as a deferred delivery; the worker counts what applying it did

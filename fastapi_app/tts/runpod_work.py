@@ -1,7 +1,7 @@
 """Submitting TTS groups to RunPod and applying what RunPod reports, by webhook or by polling.
 
-:func:`apply_job` is the one transition function for results: the webhook receiver, the reconciler and the
-deferred-webhook task all call it, and a second delivery of the same result changes nothing.
+:func:`apply_jobs` is the one transition function for results: the webhook inbox, the reconciler and the
+download task all call it, and a second delivery of the same result changes nothing.
 """
 
 from __future__ import annotations
@@ -9,15 +9,16 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import httpx
 
 from fastapi_app import enqueueing
-from fastapi_app.batch_ops import update_batch
+from fastapi_app.batch_ops import Transition, update_batch, update_batch_many
 from fastapi_app.batches import (
     Batch,
     Claim,
@@ -53,6 +54,8 @@ from strangler_bridge.providers.runpod import RunPodJob, RunPodStatus, parse_tts
 log = logging.getLogger(__name__)
 
 PURPOSE = "tts"
+#: One RunPod status object for one attempt of one group: ``(group no, attempt, job)``.
+Delivery = tuple[int, int, RunPodJob]
 WAV_HEADER_BYTES = 65536  # enough for the RIFF, fmt and data chunk headers of any WAV a TTS model writes
 
 
@@ -167,22 +170,39 @@ def apply_job(rt: Runtime, batch_id: str, no: int, attempt: int, job: RunPodJob)
 
     Returns whether it was applied (``False``: not final yet, or a duplicate or late delivery).
     """
-    if not job.status.terminal:
-        return False
+    return apply_jobs(rt, batch_id, [(no, attempt, job)])[0]
+
+
+def apply_jobs(rt: Runtime, batch_id: str, deliveries: Sequence[Delivery]) -> list[bool]:
+    """Apply several status objects for groups of one batch; whether each was applied, in order.
+
+    Every output is stored first; then all completions are written in one update of the batch record
+    (webhooks of one batch tend to arrive together, and parsing and rewriting the record is the main cost).
+    """
+    applied = [False] * len(deliveries)
     batch = rt.batches.load(batch_id)
-    if batch is None or not 0 <= no < len(batch.groups) or batch.group(no).status.terminal:
-        return False  # unknown, expired or already applied: a duplicate or late delivery changes nothing
-    if job.status is RunPodStatus.COMPLETED:
+    if batch is None:
+        return applied  # unknown or expired: a late delivery changes nothing
+    fmt = AudioFormat(batch.request.get("format", "wav"))
+    completions: list[tuple[int, Transition[bool]]] = []
+    for position, (no, attempt, job) in enumerate(deliveries):
+        if not job.status.terminal or not 0 <= no < len(batch.groups) or batch.group(no).status.terminal:
+            continue  # not final, or no such group, or already applied: a duplicate or late delivery
+        applied[position] = True
+        if job.status is not RunPodStatus.COMPLETED:
+            _fail(rt, batch_id, no, attempt, describe_failure(job))
+            continue
         try:
-            fmt = AudioFormat(batch.request.get("format", "wav"))
             results = _store_outputs(rt, batch_id, batch.group(no).indexes, fmt, job)
         except ProviderRejected as exc:
             _fail(rt, batch_id, no, attempt, f"unusable RunPod output: {exc.message}")
-            return True
-        _, applied = update_batch(rt, batch_id, lambda b: complete_group(b, no, results))
-        return applied
-    _fail(rt, batch_id, no, attempt, describe_failure(job))
-    return True
+            continue
+        completions.append((position, functools.partial(complete_group, no=no, results=results)))
+    if completions:
+        _, done = update_batch_many(rt, batch_id, [transition for _, transition in completions])
+        for (position, _), ok in zip(completions, done, strict=True):
+            applied[position] = ok
+    return applied
 
 
 def _fail(rt: Runtime, batch_id: str, no: int, attempt: int, reason: str) -> None:

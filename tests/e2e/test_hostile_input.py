@@ -31,7 +31,9 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 from fastapi_app import create_app
 from fastapi_app.artifact_links import PURPOSE as ARTIFACT
 from fastapi_app.renders.video_work import PURPOSE as VIDEO
+from fastapi_app.runtime import Runtime
 from fastapi_app.signing import sign
+from fastapi_app.tts import webhook_inbox
 from fastapi_app.tts.runpod_work import PURPOSE as TTS
 from strangler_bridge.audio import tone_wav
 from strangler_bridge.cli.redis_server import free_port
@@ -64,6 +66,15 @@ class Api:
 
     def token(self, purpose: str = TTS, parts: list[str] | None = None, ttl_s: int = 600, **kw: Any) -> str:
         return sign(SECRET, purpose, parts if parts is not None else [self.batch_id, "0", "1"], ttl_s, **kw)
+
+    def apply_webhooks(self) -> int:
+        """Apply the queued webhooks, as a worker's inbox thread would (no worker runs here)."""
+        rt = Runtime.build(self.settings)
+        try:
+            webhook_inbox.ensure_group(rt)
+            return webhook_inbox.apply_new(rt, "test")
+        finally:
+            rt.close()
 
     def batch(self) -> dict[str, Any]:
         with self.client() as client:
@@ -240,6 +251,7 @@ def test_a_replayed_webhook_changes_nothing_and_cannot_reach_another_group(api: 
     with api.client() as client:
         first = client.post("/tts/callback", params={"token": token}, json=_wav_job([0, 1]))
         assert first.status_code == 200, first.text
+        assert api.apply_webhooks() == 1
         done = api.batch()
         assert [c["status"] for c in done["chunks"]] == ["completed", "completed", "pending"]
         # The same delivery again, a late failure for the same attempt, and the token with chunk 2's output:
@@ -247,6 +259,7 @@ def test_a_replayed_webhook_changes_nothing_and_cannot_reach_another_group(api: 
         for body in (_wav_job([0, 1]), _wav_job([0, 1], status="FAILED"), _wav_job([2])):
             again = client.post("/tts/callback", params={"token": token}, json=body)
             assert again.status_code == 200, again.text
+    assert api.apply_webhooks() == 3
     after = api.batch()
     assert after["version"] == done["version"] and after["chunks"] == done["chunks"]
 

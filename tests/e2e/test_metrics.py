@@ -21,6 +21,7 @@ from strangler_bridge.contracts.flags import Phase
 from strangler_bridge.service_client import ServiceClient
 from strangler_bridge.settings import Settings
 from tests.support.stack import follow
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -95,10 +96,16 @@ def test_metrics_after_a_pipeline_run(stack: DevStack) -> None:
         token = sign(secret, PURPOSE, [tts_batch, "0", "1"], 60)
         again = {"id": "rp-again", "status": "COMPLETED", "output": {"chunks": []}}
         duplicate = httpx.post(f"{stack.api_url}/tts/callback", params={"token": token}, json=again)
-        assert duplicate.json() == {"status": "duplicate"}
+        assert duplicate.json() == {"status": "queued"}
         forged = httpx.post(f"{stack.api_url}/tts/callback", params={"token": "forged.token"}, json=again)
         assert forged.status_code == 401
         report_events(stack)
+
+        def duplicate_applied() -> bool:
+            applied = value(scrape(client), "strangler_webhook_results_total", source="runpod", outcome="duplicate")
+            return applied == 1
+
+        wait_for(duplicate_applied, timeout=20, interval=0.1, what="a worker applying the duplicate")
 
         samples = scrape(client)
         recent = client.get("/events").json()
@@ -111,12 +118,19 @@ def test_metrics_after_a_pipeline_run(stack: DevStack) -> None:
         assert value(samples, "strangler_step_duration_seconds_count", step=step, status="completed") == 1, step
     assert (value(samples, "strangler_step_duration_seconds_sum", step="tts", status="completed") or 0) > 0
 
-    # Webhooks: one accepted per TTS group (6 chunks in groups of 3), then the duplicate and the forgery.
+    # Webhooks: one per TTS group (6 chunks in groups of 3), then the duplicate and the forgery; the workers
+    # applied the queued ones.
     runpod = {
         o: value(samples, "strangler_webhook_deliveries_total", source="runpod", outcome=o)
-        for o in ("accepted", "duplicate", "rejected")
+        for o in ("deferred", "rejected")
     }
-    assert runpod == {"accepted": 2, "duplicate": 1, "rejected": 1}
+    assert runpod == {"deferred": 3, "rejected": 1}
+    results = {
+        o: value(samples, "strangler_webhook_results_total", source="runpod", outcome=o)
+        for o in ("accepted", "duplicate", "error")
+    }
+    assert results == {"accepted": 2, "duplicate": 1, "error": 0}
+    assert value(samples, "strangler_webhook_inbox_pending") == 0
     assert (value(samples, "strangler_webhook_deliveries_total", source="video", outcome="deferred") or 0) >= 1
 
     # Provider calls by outcome, and their latency.
