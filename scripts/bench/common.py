@@ -191,8 +191,15 @@ def dev_stack(
 
 @contextlib.contextmanager
 def workdir() -> Iterator[Path]:
-    """A temporary directory for one part (artifacts, logs), removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="strangler-bench-") as name:
+    """A temporary directory for one part (artifacts, logs), removed afterwards.
+
+    It is made under ``.bench-work/`` in the repository, not in the system's temporary directory: on the
+    benchmark machine creating a file under /tmp costs 40 times the CPU it costs elsewhere on the same disk
+    (docs/BENCHMARKS.md), which would be charged to every artifact the service stores.
+    """
+    base = ROOT / ".bench-work"
+    base.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="strangler-bench-", dir=base) as name:
         yield Path(name)
 
 

@@ -1,10 +1,13 @@
 """Benchmark 2, webhook ingest: how fast ``POST /tts/callback`` takes valid RunPod results.
 
 Every request is a first delivery of a COMPLETED status object for its own group (one chunk, ``AUDIO_S`` of
-16 kHz WAV as base64), so each one is really applied: token checked, audio decoded and stored, the record
-updated. Requests go to many batches in random order. The ceiling is a no-op POST route of the same app in the
-same server process, measured in the same run. The load generator (``loadgen.py``) runs in its own process on
-the same two cores.
+16 kHz WAV as base64), so each one is really applied: token and body checked and queued by the API, then audio
+decoded and stored and the record updated by one worker process running beside it (its webhook inbox thread).
+Requests go to many batches in random order. The ceiling is a no-op POST route of the same app in the same
+server process, measured in the same run. The answer rate and latency are measured with the worker paused
+(SIGSTOP), as when workers run on other machines; then the benchmark measures how fast the worker applies
+what was queued, and both again with the worker applying beside the API on the same two cores. The load
+generator (``loadgen.py``) runs in its own process.
 
     python scripts/bench/ingest.py [--quick] [--runs N] [--rate 500]
 """
@@ -17,16 +20,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import base64
+import contextlib
 import json
 import os
 import random
+import signal
 import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
 from scripts.bench.common import bench_settings, figure, log, parser, report, runs_of, workdir
 from strangler_bridge.audio import tone_wav
-from strangler_bridge.cli.processes import wait_http_ok
+from strangler_bridge.cli.processes import Child, wait_http_ok
 from strangler_bridge.cli.redis_server import free_port, redis_for_dev
 from strangler_bridge.settings import Settings
 
@@ -73,7 +81,7 @@ def _groups(settings: Settings, count: int) -> tuple[list[list[Any]], list[str]]
     finally:
         rt.close()
     # Many batches in flight, as under benchmark 1's load: the groups of one batch do not all arrive at once
-    # (when they do, the record's optimistic transaction retries more; see docs/BENCHMARKS.md).
+    # (when they do, the worker applies them in fewer record updates, which would flatter the figure).
     random.Random(9).shuffle(requests)
     return requests, ids
 
@@ -92,6 +100,23 @@ def _completed(settings: Settings, ids: list[str]) -> int:
         rt.close()
 
 
+def _inbox_empty(settings: Settings, timeout_s: float = 120.0) -> float:
+    """Wait until the worker has applied every queued webhook; when that was (``time.monotonic()``)."""
+    from fastapi_app.runtime import Runtime
+    from fastapi_app.tts.webhook_inbox import stream_key
+
+    rt = Runtime.build(settings)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while rt.redis.xlen(stream_key(rt)):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the worker did not apply the queued webhooks in time")
+            time.sleep(0.005)
+        return time.monotonic()
+    finally:
+        rt.close()
+
+
 def _load(wd: Path, port: int, bodies: list[str], requests: list[list[Any]], **spec: Any) -> dict[str, Any]:
     spec_path, out_path = wd / "spec.json", wd / "result.json"
     spec_path.write_text(
@@ -102,6 +127,79 @@ def _load(wd: Path, port: int, bodies: list[str], requests: list[list[Any]], **s
     return result
 
 
+@dataclass
+class _Bench:
+    """The running API (``ingest_server.py``, its own process), one worker, and the requests still unused."""
+
+    wd: Path
+    settings: Settings
+    port: int
+    worker: Child
+    bodies: list[str]
+    requests: list[list[Any]]
+    ids: list[str]
+    at: int = 0
+
+    def load(self, requests: list[list[Any]], **spec: Any) -> dict[str, Any]:
+        return _load(self.wd, self.port, self.bodies, requests, **spec)
+
+    def callbacks(self, n: int, **spec: Any) -> dict[str, Any]:
+        """Send the next ``n`` callbacks."""
+        self.at += n
+        return self.load(self.requests[self.at - n : self.at], **spec)
+
+    @contextlib.contextmanager
+    def worker_paused(self) -> Iterator[None]:
+        """SIGSTOP the worker: the API alone on the cores, as when workers run on other machines."""
+        os.killpg(self.worker.proc.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(self.worker.proc.pid, signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def _serving(wd: Path, settings: Settings, groups: int) -> Iterator[_Bench]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRANGLER_")} | settings.to_env()
+    with (wd / "server.log").open("ab") as server_log:
+        server = subprocess.Popen(
+            [sys.executable, str(HERE / "ingest_server.py"), "--port", str(port)],
+            env=env,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+        )
+    worker = Child(["worker"], settings, wd / "worker.log")
+    try:
+        wait_http_ok(f"http://127.0.0.1:{port}/readyz", timeout=30)
+        requests, ids = _groups(settings, groups)
+        yield _Bench(wd, settings, port, worker, _bodies(), requests, ids)
+    finally:
+        worker.stop()
+        server.terminate()
+        server.wait(10)
+
+
+def _one_run(bench: _Bench, rows: dict[str, list[Any]], rate: float, *, noop_n: int, cb_n: int, open_s: float) -> None:
+    """One run of every measurement, each appended to its row."""
+    open_n = int(rate * open_s)
+    noop = [["/bench/noop", 0]] * max(noop_n, open_n)
+    closed = {"mode": "closed", "connections": CONNECTIONS, "duration_s": 60}
+    opened = {"mode": "open", "rate": rate, "duration_s": open_s}
+    rows["noop"].append(bench.load(noop[:noop_n], **closed))
+    with bench.worker_paused():
+        rows["cb"].append(bench.callbacks(cb_n, **closed))
+    resumed = time.monotonic()
+    rows["applied"].append(cb_n / (_inbox_empty(bench.settings) - resumed))
+    rows["noop_open"].append(bench.load(noop[:open_n], **opened))
+    with bench.worker_paused():
+        rows["cb_open"].append(bench.callbacks(open_n, **opened))
+    _inbox_empty(bench.settings)
+    started = time.monotonic()
+    rows["shared"].append(bench.callbacks(cb_n, **closed))
+    rows["shared_applied"].append(cb_n / (_inbox_empty(bench.settings) - started))
+
+
 def main() -> None:
     """Measure and report."""
     args = parser(__doc__ or "")
@@ -109,66 +207,32 @@ def main() -> None:
     options = args.parse_args()
     runs = runs_of(options)
     noop_n, cb_n, open_s = (600, 300, 1.0) if options.quick else (5000, 2000, 4.0)
-    open_n = int(options.rate * open_s)
+    warm = 200
+    rows: dict[str, list[Any]] = {
+        k: [] for k in ("noop", "cb", "applied", "noop_open", "cb_open", "shared", "shared_applied")
+    }
     with workdir() as wd, redis_for_dev(bench_settings(wd)) as url:
         settings = bench_settings(
             wd, redis_url=url, api_tokens=["bench-token"], webhook_secret="bench-secret", tts_group_size=1
         )
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STRANGLER_")} | settings.to_env()
-        with (wd / "server.log").open("ab") as server_log:
-            server = subprocess.Popen(
-                [sys.executable, str(HERE / "ingest_server.py"), "--port", str(port)],
-                env=env,
-                stdout=server_log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_http_ok(f"http://127.0.0.1:{port}/readyz", timeout=30)
-            bodies = _bodies()
-            warm = 200
-            requests, ids = _groups(settings, warm + runs * (cb_n + open_n))
-            noop = [["/bench/noop", 0]] * max(noop_n, open_n)
-            log(f"ingest: {len(requests)} groups ready; body {len(bodies[0]) // 1024} KB")
-            _load(wd, port, bodies, noop[:warm], mode="closed", connections=CONNECTIONS, duration_s=60)
-            _load(wd, port, bodies, requests[:warm], mode="closed", connections=CONNECTIONS, duration_s=60)
-            at = warm
-            rows: dict[str, list[dict[str, Any]]] = {"noop": [], "cb": [], "noop_open": [], "cb_open": []}
+        groups = warm + runs * (2 * cb_n + int(options.rate * open_s))
+        with _serving(wd, settings, groups) as bench:
+            log(f"ingest: {groups} groups ready; body {len(bench.bodies[0]) // 1024} KB")
+            bench.load([["/bench/noop", 0]] * warm, mode="closed", connections=CONNECTIONS, duration_s=60)
+            bench.callbacks(warm, mode="closed", connections=CONNECTIONS, duration_s=60)
+            _inbox_empty(settings)
             for r in range(runs):
-                rows["noop"].append(
-                    _load(wd, port, bodies, noop[:noop_n], mode="closed", connections=CONNECTIONS, duration_s=60)
-                )
-                rows["cb"].append(
-                    _load(
-                        wd,
-                        port,
-                        bodies,
-                        requests[at : at + cb_n],
-                        mode="closed",
-                        connections=CONNECTIONS,
-                        duration_s=60,
-                    )
-                )
-                at += cb_n
-                rows["noop_open"].append(
-                    _load(wd, port, bodies, noop[:open_n], mode="open", rate=options.rate, duration_s=open_s)
-                )
-                rows["cb_open"].append(
-                    _load(
-                        wd, port, bodies, requests[at : at + open_n], mode="open", rate=options.rate, duration_s=open_s
-                    )
-                )
-                at += open_n
+                _one_run(bench, rows, options.rate, noop_n=noop_n, cb_n=cb_n, open_s=open_s)
                 log(
                     f"ingest run {r + 1}: no-op {rows['noop'][-1]['rps']:.0f}/s,"
-                    f" callback {rows['cb'][-1]['rps']:.0f}/s,"
-                    f" p99 at {options.rate:.0f}/s {rows['cb_open'][-1]['p99_ms']:.1f} ms"
+                    f" callback {rows['cb'][-1]['rps']:.0f}/s (worker paused), applied {rows['applied'][-1]:.0f}/s,"
+                    f" p99 at {options.rate:.0f}/s {rows['cb_open'][-1]['p99_ms']:.1f} ms,"
+                    f" worker beside: answered {rows['shared'][-1]['rps']:.0f}/s,"
+                    f" applied {rows['shared_applied'][-1]:.0f}/s"
                 )
-            ok = sum(int(row["statuses"].get("200", 0)) for key in ("cb", "cb_open") for row in rows[key]) + warm
-            applied = _completed(settings, ids)
-        finally:
-            server.terminate()
-            server.wait(10)
+            answered = (int(row["statuses"].get("200", 0)) for key in ("cb", "cb_open", "shared") for row in rows[key])
+            ok = sum(answered) + warm
+            applied = _completed(settings, bench.ids)
     if applied != ok:
         raise RuntimeError(f"{ok} callbacks answered 200 but {applied} groups were completed")
     noop_rps = [row["rps"] for row in rows["noop"]]
@@ -182,9 +246,31 @@ def main() -> None:
             "req/s",
             cb_rps,
             baseline=f"no-op {median(noop_rps):.0f}/s",
+            note="worker paused: the API alone, as with workers on other machines",
         ),
         figure(
             PART, "callback rate / no-op rate", "x", [c / n for c, n in zip(cb_rps, noop_rps, strict=True)], ">= 0.5"
+        ),
+        figure(
+            PART,
+            "queued callbacks applied by 1 worker: per second",
+            "req/s",
+            rows["applied"],
+            note="the worker resumed with the API idle, until the inbox is empty",
+        ),
+        figure(
+            PART,
+            "worker beside the API on the 2 cores: callbacks answered/s",
+            "req/s",
+            [row["rps"] for row in rows["shared"]],
+            note="closed loop, the worker applying meanwhile",
+        ),
+        figure(
+            PART,
+            "worker beside the API on the 2 cores: callbacks applied/s",
+            "req/s",
+            rows["shared_applied"],
+            note="first request until the inbox is empty",
         ),
         figure(
             PART,
