@@ -58,10 +58,14 @@ class Limiter:
         self.limit = limit
         self.lease_s = lease_s
         self.waited_s = 0.0  # total time spent waiting for slots (for metrics)
+        # EVALSHA with a fallback to EVAL: the script text is not sent with every call.
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew_lease = client.register_script(_RENEW)
+        self._in_use = client.register_script(_IN_USE)
 
     async def try_acquire(self, token: str) -> bool:
         """Take a slot for ``token`` if one is free."""
-        return bool(await self.client.eval(_ACQUIRE, 1, self.key, self.limit, self.lease_s, token))
+        return bool(await self._acquire(keys=[self.key], args=[self.limit, self.lease_s, token]))
 
     async def release(self, token: str) -> None:
         """Give the slot back."""
@@ -69,7 +73,7 @@ class Limiter:
 
     async def in_use(self) -> int:
         """Slots currently held (expired leases are dropped first)."""
-        return int(await self.client.eval(_IN_USE, 1, self.key))
+        return int(await self._in_use(keys=[self.key]))
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[float]:
@@ -92,4 +96,4 @@ class Limiter:
     async def _renew(self, token: str) -> None:
         while True:
             await asyncio.sleep(self.lease_s / 3)
-            await self.client.eval(_RENEW, 1, self.key, self.lease_s, token)
+            await self._renew_lease(keys=[self.key], args=[self.lease_s, token])

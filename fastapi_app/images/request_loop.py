@@ -27,12 +27,14 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import httpx
+import redis.asyncio as aredis
 
 from fastapi_app.images.batch_writes import BatchWrites
 from strangler_bridge.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+SHARED_REDIS_CONNECTIONS = 64
 
 
 class RequestLoop:
@@ -43,6 +45,8 @@ class RequestLoop:
         # Twice the limit: while some images are being stored (slot already given back), others wait for slots.
         self.gate = asyncio.Semaphore(2 * limit)
         self.writes = BatchWrites()
+        self.settings = settings
+        self.redis: aredis.Redis | None = None  # made on first use, so its connections belong to this loop
         self.loop = asyncio.new_event_loop()
         self._pending: set[concurrent.futures.Future[None]] = set()
         self._lock = threading.Lock()
@@ -98,6 +102,26 @@ def batch_writes() -> BatchWrites:
     if _LOOPS and asyncio.get_running_loop() is _LOOPS[0].loop:
         return _LOOPS[0].writes
     return BatchWrites()
+
+
+def shared_redis() -> aredis.Redis | None:
+    """The request loop's Redis client when running on it; ``None`` elsewhere (the caller makes its own).
+
+    One client for every batch of the process: a new client per batch opened a new connection per image, and
+    each new connection costs a Unix or TCP handshake plus redis-py's driver metadata lookup (an
+    ``importlib.metadata`` parse): a fifth of a worker's CPU in benchmark 1 (docs/BENCHMARKS.md).
+    """
+    if not _LOOPS or asyncio.get_running_loop() is not _LOOPS[0].loop:
+        return None
+    requests = _LOOPS[0]
+    if requests.redis is None:
+        # Hundreds of images may be in flight: beyond the pool's size they wait for a connection (each use is
+        # one short command) instead of failing with "Too many connections".
+        pool = aredis.BlockingConnectionPool.from_url(
+            requests.settings.redis_url or "", max_connections=SHARED_REDIS_CONNECTIONS, timeout=60
+        )
+        requests.redis = aredis.Redis(connection_pool=pool)
+    return requests.redis
 
 
 @functools.cache

@@ -19,6 +19,7 @@ is sent. The batch's request is parsed once per submission, not per image.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -40,7 +41,7 @@ from fastapi_app.batches import (
     release_claim,
 )
 from fastapi_app.images.batch_writes import BatchWrites
-from fastapi_app.images.request_loop import batch_writes, gated, request_loop, ssl_context
+from fastapi_app.images.request_loop import batch_writes, gated, request_loop, shared_redis, ssl_context
 from fastapi_app.images.service import artifact_key
 from fastapi_app.limiter import Limiter
 from fastapi_app.metrics.recorders import limiter_wait, provider_call
@@ -79,13 +80,15 @@ async def _submit_many(rt: Runtime, batch_id: str, groups: list[int], request: I
     # ``request`` is parsed once for all the images (a batch's request never changes); each image keeps only
     # its task, not the parsed batch record.
     writes = batch_writes()
-    async with (
-        aredis.Redis.from_url(rt.settings.redis_url or "") as client,
-        httpx.AsyncClient(verify=ssl_context()) as http,
-        AsyncRunwareClient.from_settings(
-            rt.settings, timeout_s=max(rt.settings.http_timeout_s, 60.0), http=http
-        ) as runware,
-    ):
+    async with contextlib.AsyncExitStack() as resources:
+        client = shared_redis()
+        if client is None:  # not on the request loop (the reconciler's one-off submission)
+            client = await resources.enter_async_context(aredis.Redis.from_url(rt.settings.redis_url or ""))
+        http = await resources.enter_async_context(httpx.AsyncClient(verify=ssl_context()))
+        timeout_s = max(rt.settings.http_timeout_s, 60.0)
+        runware = await resources.enter_async_context(
+            AsyncRunwareClient.from_settings(rt.settings, timeout_s=timeout_s, http=http)
+        )
         slots = limiter(rt, client)
         await asyncio.gather(
             *(gated(_submit_one(rt, runware, slots, batch_id, no, writes=writes, request=request)) for no in groups)
