@@ -98,9 +98,9 @@ async def _run(stack: DevStack, samples: int) -> list[tuple[float, float]]:
 def main() -> None:
     """Measure and report."""
     args = parser(__doc__ or "")
-    args.add_argument("--samples", type=int, default=None, help="samples per run (default 20; quick 4)")
+    args.add_argument("--samples", type=int, default=None, help="samples per run (default 16; quick 4)")
     options = args.parse_args()
-    runs, samples = runs_of(options), options.samples or (4 if options.quick else 20)
+    runs, samples = runs_of(options), options.samples or (4 if options.quick else 16)
     long_p95, fixed_p95, long_p50, fixed_p50, raw = [], [], [], [], []
     # One worker applies the queued webhooks; the RunPod simulator keeps the jobs it is sent running for an hour,
     # so the only webhooks are the benchmark's own.

@@ -4,7 +4,7 @@ The simulators answer almost at once (50 ms per step) and have no caps, so what 
 service itself (API, workers, Redis) and the machine's CPU, which the simulators and this client share.
 Throughput is jobs completed per second of wall time; the machine's CPU use during the run is shown beside it.
 
-    python scripts/bench/scaling.py [--quick] [--runs N] [--jobs 20]
+    python scripts/bench/scaling.py [--quick] [--runs N] [--jobs 10]
 """
 
 from __future__ import annotations
@@ -28,17 +28,17 @@ def main() -> None:
     import psutil
 
     args = parser(__doc__ or "")
-    args.add_argument("--jobs", type=int, default=None, help="concurrent jobs (default 20; quick 10)")
+    args.add_argument("--jobs", type=int, default=None, help="concurrent jobs (default 10; quick 6)")
     options = args.parse_args()
     work = QUICK_FAST if options.quick else FAST
-    jobs, runs = options.jobs or (10 if options.quick else 20), runs_of(options, full=2)
+    jobs, runs = options.jobs or (6 if options.quick else 10), runs_of(options, full=2)
     counts = (1, 2) if options.quick else (1, 2, 4)
     rates: dict[int, list[float]] = {}
     cpu: dict[int, float] = {}
     with workdir() as wd, dev_stack(wd, workers=1, **work.knobs(), **SETTINGS) as stack:
         for workers in counts:
             restart_workers(stack, workers)
-            run_jobs(stack, work, 2)  # warm-up
+            run_jobs(stack, work, 1)  # warm-up
             rates[workers] = []
             psutil.cpu_percent()
             for r in range(runs):
