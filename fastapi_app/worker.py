@@ -19,6 +19,7 @@ from fastapi_app.tts.webhook_inbox import InboxThread
 from strangler_bridge.settings import Settings
 
 log = logging.getLogger(__name__)
+CATCH_UP_S = 30.0  # the longest a starting worker waits for the webhook backlog before reconciling anyway
 
 
 def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> None:
@@ -35,8 +36,11 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     reconciler = ReconcilerThread(rt)
     inbox = InboxThread(rt)
     if not burst:
-        reconciler.start()
         inbox.start()
+        # Webhooks that arrived while no worker ran are applied before the reconciler looks for lapsed claims:
+        # otherwise it could submit again a group whose result is already waiting here (RunPod paid twice).
+        inbox.caught_up.wait(CATCH_UP_S)
+        reconciler.start()
     try:
         rounds = 0
         # RQ's loop ends when Redis goes away; wait for Redis and start a new loop (a fresh RQ name, as the

@@ -181,6 +181,7 @@ class InboxThread(threading.Thread):
         self.rt = rt
         self.consumer = consumer_name()
         self.stopping = threading.Event()
+        self.caught_up = threading.Event()  # set once the backlog found at start was applied
 
     def run(self) -> None:
         """Apply entries as they come; a Redis outage is logged and retried, never fatal."""
@@ -193,6 +194,10 @@ class InboxThread(threading.Thread):
                     while apply_new(self.rt, self.consumer, own_pending=True):
                         pass
                     own_pending = False
+                if not self.caught_up.is_set():
+                    while apply_new(self.rt, self.consumer):
+                        pass
+                    self.caught_up.set()
                 if time.monotonic() >= next_reclaim:
                     reclaim(self.rt, self.consumer)
                     next_reclaim = time.monotonic() + RECLAIM_EVERY_S
