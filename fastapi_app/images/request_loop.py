@@ -86,11 +86,19 @@ def request_loop(settings: Settings) -> RequestLoop:
         return _LOOPS[0]
 
 
+def _running_on() -> RequestLoop | None:
+    """This process's request loop if the caller runs on it (``None`` under another loop, an ``asyncio.run``)."""
+    if _LOOPS and asyncio.get_running_loop() is _LOOPS[0].loop:
+        return _LOOPS[0]
+    return None
+
+
 async def gated(work: Coroutine[Any, Any, T]) -> T:
     """Await ``work``, holding a place of the gate when running on this process's request loop."""
-    if not _LOOPS or asyncio.get_running_loop() is not _LOOPS[0].loop:
+    requests = _running_on()
+    if requests is None:
         return await work
-    async with _LOOPS[0].gate:
+    async with requests.gate:
         return await work
 
 
@@ -99,9 +107,8 @@ def batch_writes() -> BatchWrites:
 
     Call it once per unit of work and pass the result along: writes combine only within one instance.
     """
-    if _LOOPS and asyncio.get_running_loop() is _LOOPS[0].loop:
-        return _LOOPS[0].writes
-    return BatchWrites()
+    requests = _running_on()
+    return BatchWrites() if requests is None else requests.writes
 
 
 def shared_redis() -> aredis.Redis | None:
@@ -111,9 +118,9 @@ def shared_redis() -> aredis.Redis | None:
     each new connection costs a Unix or TCP handshake plus redis-py's driver metadata lookup (an
     ``importlib.metadata`` parse): a fifth of a worker's CPU in benchmark 1 (docs/BENCHMARKS.md).
     """
-    if not _LOOPS or asyncio.get_running_loop() is not _LOOPS[0].loop:
+    requests = _running_on()
+    if requests is None:
         return None
-    requests = _LOOPS[0]
     if requests.redis is None:
         # Hundreds of images may be in flight: beyond the pool's size they wait for a connection (each use is
         # one short command) instead of failing with "Too many connections".

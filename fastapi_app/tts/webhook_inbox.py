@@ -202,14 +202,13 @@ class InboxThread(threading.Thread):
                     reclaim(self.rt, self.consumer)
                     next_reclaim = time.monotonic() + RECLAIM_EVERY_S
                 apply_new(self.rt, self.consumer, block_ms=BLOCK_MS)
-            except (StoreUnavailable, redis.RedisError) as exc:
-                log.warning("webhook inbox: redis unavailable (%s); retrying", type(exc).__name__)
-                own_pending = True
-                self.stopping.wait(1.0)
-            except Exception:
-                # A bug must not end the thread silently: webhooks would pile up until the reconciler polled.
-                log.exception("webhook inbox: unexpected error; retrying")
-                own_pending = True
+            except Exception as exc:
+                # Nothing may end the thread silently: webhooks would pile up until the reconciler polled.
+                if isinstance(exc, (StoreUnavailable, redis.RedisError)):
+                    log.warning("webhook inbox: redis unavailable (%s); retrying", type(exc).__name__)
+                else:
+                    log.exception("webhook inbox: unexpected error; retrying")
+                own_pending = True  # re-read what was read but not acknowledged
                 self.stopping.wait(1.0)
 
     def stop(self, timeout_s: float = 5.0) -> None:
