@@ -91,7 +91,7 @@ def apply_new(rt: Runtime, consumer: str, *, block_ms: int | None = None, own_pe
 def reclaim(rt: Runtime, consumer: str) -> int:
     """Take over and apply entries that a dead consumer read and never acknowledged; how many."""
     _, claimed, *_ = rt.redis.xautoclaim(
-        stream_key(rt), GROUP, consumer, min_idle_time=int(RECLAIM_IDLE_S * 1000), count=READ_COUNT
+        stream_key(rt), GROUP, consumer, min_idle_time=int(_reclaim_idle_s(rt) * 1000), count=READ_COUNT
     )
     entries = _decoded(claimed)
     apply_entries(rt, entries)
@@ -100,6 +100,12 @@ def reclaim(rt: Runtime, consumer: str) -> int:
         if name != consumer and info["pending"] == 0 and info["idle"] > FORGET_CONSUMER_S * 1000:
             rt.redis.xgroup_delconsumer(stream_key(rt), GROUP, name)
     return len(entries)
+
+
+def _reclaim_idle_s(rt: Runtime) -> float:
+    # Well within the claim lease: a dead worker's unapplied result must be applied before the reconciler takes
+    # the group's lapsed claim for a lost submission and pays RunPod again.
+    return min(RECLAIM_IDLE_S, rt.settings.reconcile_after_s / 3)
 
 
 def apply_entries(rt: Runtime, entries: list[Entry]) -> None:
@@ -200,7 +206,7 @@ class InboxThread(threading.Thread):
                     self.caught_up.set()
                 if time.monotonic() >= next_reclaim:
                     reclaim(self.rt, self.consumer)
-                    next_reclaim = time.monotonic() + RECLAIM_EVERY_S
+                    next_reclaim = time.monotonic() + min(RECLAIM_EVERY_S, _reclaim_idle_s(self.rt) / 2)
                 apply_new(self.rt, self.consumer, block_ms=BLOCK_MS)
             except Exception as exc:
                 # Nothing may end the thread silently: webhooks would pile up until the reconciler polled.
