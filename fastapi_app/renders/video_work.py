@@ -3,6 +3,11 @@
 The render id sent to the video service is chosen and stored before the request; the service treats it as
 an idempotency key, so a lapsed claim resubmits the same id without rendering twice. A failed render gets
 a new id on the next attempt.
+
+The video service downloads the segments' audio and images itself, usually from this service's API through
+signed links. While that host does not answer (the API restarting, say) a render is held back rather than
+sent to fail: a failed render costs one of its attempts and a new render. The hold is bounded, so a worker
+that cannot see the assets' host while the video service can still gets the render sent.
 """
 
 from __future__ import annotations
@@ -12,9 +17,12 @@ import secrets
 import tempfile
 import time
 
+import httpx
+
 from fastapi_app import enqueueing
 from fastapi_app.batch_ops import update_batch
 from fastapi_app.batches import (
+    Batch,
     GroupStatus,
     ItemResult,
     claim_group,
@@ -36,6 +44,9 @@ from strangler_bridge.providers.video import RenderOptions, RenderRequest, Rende
 log = logging.getLogger(__name__)
 
 PURPOSE = "vid"
+ASSET_WAIT_S = 300.0  # the longest a render is held back for its assets' host, counted from its creation
+ASSET_RECHECK_S = 1.0  # how soon a held render looks again
+ASSET_PROBE_TIMEOUT_S = 5.0
 
 
 def callback_url(rt: Runtime, batch_id: str) -> str:
@@ -44,8 +55,38 @@ def callback_url(rt: Runtime, batch_id: str) -> str:
     return f"{rt.settings.public_url.rstrip('/')}/video/render/callback?token={token}"
 
 
+def assets_unreachable(rt: Runtime, batch: Batch) -> str | None:
+    """Why the video service could not fetch the render's first asset now (no answer, or a 5xx), else None.
+
+    Only the headers are read. A 4xx is left for the video service to report: waiting would not change it.
+    """
+    url = VideoRenderCreate.model_validate(batch.request).segments[0].audio_url
+    try:
+        with rt.http.stream("GET", url, timeout=ASSET_PROBE_TIMEOUT_S) as response:
+            if response.status_code >= 500:
+                return f"the assets' host answered HTTP {response.status_code}"
+    except httpx.HTTPError as exc:
+        return f"the assets' host did not answer ({type(exc).__name__})"
+    return None
+
+
+def _held_for_assets(rt: Runtime, batch_id: str) -> bool:
+    """Whether the render waits for its assets' host (and is due again soon), instead of being sent now."""
+    batch = rt.batches.load(batch_id)
+    if batch is None or batch.status.terminal or time.time() - batch.created_at >= ASSET_WAIT_S:
+        return False
+    reason = assets_unreachable(rt, batch)
+    if reason is None:
+        return False
+    log.warning("render %s held back: %s", batch_id, reason)
+    rt.redis.zadd(rt.batches.due_key, {due_member("vid", batch_id, 0): time.time() + ASSET_RECHECK_S})
+    return True
+
+
 def submit(rt: Runtime, batch_id: str) -> None:
-    """Claim the render and send it to the video service (its id recorded first)."""
+    """Claim the render and send it to the video service (its id recorded first), once its assets can be fetched."""
+    if _held_for_assets(rt, batch_id):
+        return
     lease = rt.settings.reconcile_after_s
     try:
         batch, claim = update_batch(
