@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 RECHECK_S = 1.0
+STOP_S = 5.0
 
 
 class ChangeHub:
@@ -36,11 +37,13 @@ class ChangeHub:
         self._task = asyncio.create_task(self._listen(), name="change-hub")
 
     async def stop(self) -> None:
-        """Stop listening."""
+        """Stop listening, waiting at most ``STOP_S``: closing a pub/sub connection can stall (redis-py #3941),
+        and a stalled close must not hold up the process's shutdown."""
         if self._task:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=STOP_S)
+            if not done:
+                log.warning("change hub: listener did not stop within %.0f s; shutting down without it", STOP_S)
 
     @contextlib.contextmanager
     def watch(self, record_id: str) -> Iterator[asyncio.Event]:

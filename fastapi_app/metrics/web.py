@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 WEBHOOK_SOURCES = {"/tts/callback": "runpod", "/video/render/callback": "video"}
 #: How often the API process moves its buffered counts to Redis.
 FLUSH_INTERVAL_S = 1.0
+FINAL_FLUSH_S = 5.0
 UNMATCHED = "<unmatched>"
 
 router = APIRouter(tags=["health"])
@@ -149,7 +150,7 @@ def install_metrics(app: FastAPI) -> None:
                 flusher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await flusher
-                with contextlib.suppress(redis.RedisError):
-                    await buffer.flush(target.state.runtime.aredis)
+                with contextlib.suppress(redis.RedisError, asyncio.TimeoutError):  # never hold up a shutdown
+                    await asyncio.wait_for(buffer.flush(target.state.runtime.aredis), FINAL_FLUSH_S)
 
     app.router.lifespan_context = lifespan
