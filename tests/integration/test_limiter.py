@@ -7,6 +7,7 @@ import asyncio
 import pytest
 import redis.asyncio as aredis
 
+from fastapi_app import limiter as limiter_module
 from fastapi_app.limiter import Limiter
 from strangler_bridge.settings import Settings
 
@@ -63,3 +64,33 @@ def test_a_live_holder_keeps_its_slot_past_the_lease(settings: Settings) -> None
             assert await limiter.in_use() == 0
 
     asyncio.run(main())
+
+
+def test_a_slot_given_back_wakes_a_waiter_of_the_same_process(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With polling an hour apart, only the release's wake-up can hand the slot over within the deadline.
+    monkeypatch.setattr(limiter_module, "POLL_S", (3600.0, 3600.0))
+
+    async def main() -> list[str]:
+        order: list[str] = []
+        async with aredis.Redis.from_url(settings.redis_url or "") as client:
+            limiter = Limiter(client, f"{settings.redis_prefix}:lim4", 1, lease_s=5)
+            holding = asyncio.Event()
+
+            async def first() -> None:
+                async with limiter.slot():
+                    holding.set()
+                    while not limiter_module._waiters(limiter.key):  # until the second waits for this slot
+                        await asyncio.sleep(0.001)
+                    order.append("first")
+
+            async def second() -> None:
+                await holding.wait()
+                async with limiter.slot():
+                    order.append("second")
+
+            await asyncio.wait_for(asyncio.gather(first(), second()), timeout=30)
+        return order
+
+    assert asyncio.run(main()) == ["first", "second"]
