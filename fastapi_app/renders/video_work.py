@@ -4,10 +4,10 @@ The render id sent to the video service is chosen and stored before the request;
 an idempotency key, so a lapsed claim resubmits the same id without rendering twice. A failed render gets
 a new id on the next attempt.
 
-The video service downloads the segments' audio and images itself, usually from this service's API through
-signed links. While that host does not answer (the API restarting, say) a render is held back rather than
-sent to fail: a failed render costs one of its attempts and a new render. The hold is bounded, so a worker
-that cannot see the assets' host while the video service can still gets the render sent.
+The video service downloads the segments' audio and images itself; a job's render takes them from this
+service's API through signed links. While the API does not answer (restarting, say) such a render is held
+back rather than sent to fail: a failed render costs one of its attempts and a new render. The hold is
+bounded, so a worker that cannot reach the API while the video service can still gets the render sent.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from strangler_bridge.providers.video import RenderOptions, RenderRequest, Rende
 log = logging.getLogger(__name__)
 
 PURPOSE = "vid"
-ASSET_WAIT_S = 300.0  # the longest a render is held back for its assets' host, counted from its creation
+ASSET_WAIT_S = 300.0  # the longest a render is held back for the API, counted from its creation
 ASSET_RECHECK_S = 1.0  # how soon a held render looks again
 ASSET_PROBE_TIMEOUT_S = 5.0
 
@@ -56,22 +56,25 @@ def callback_url(rt: Runtime, batch_id: str) -> str:
 
 
 def assets_unreachable(rt: Runtime, batch: Batch) -> str | None:
-    """Why the video service could not fetch the render's first asset now (no answer, or a 5xx), else None.
+    """Why the video service could not fetch the render's assets from this service's API now, else None.
 
-    Only the headers are read. A 4xx is left for the video service to report: waiting would not change it.
+    Only renders whose assets the API serves are checked: probing other hosts would let an API client aim the
+    worker's requests anywhere, and their outages are not ours to wait out.
     """
-    url = VideoRenderCreate.model_validate(batch.request).segments[0].audio_url
+    base = rt.settings.public_url.rstrip("/")
+    if not VideoRenderCreate.model_validate(batch.request).segments[0].audio_url.startswith(f"{base}/"):
+        return None
     try:
-        with rt.http.stream("GET", url, timeout=ASSET_PROBE_TIMEOUT_S) as response:
-            if response.status_code >= 500:
-                return f"the assets' host answered HTTP {response.status_code}"
+        response = rt.http.get(f"{base}/healthz", timeout=ASSET_PROBE_TIMEOUT_S)
     except httpx.HTTPError as exc:
-        return f"the assets' host did not answer ({type(exc).__name__})"
+        return f"the API serving its assets did not answer ({type(exc).__name__})"
+    if response.status_code >= 500:
+        return f"the API serving its assets answered HTTP {response.status_code}"
     return None
 
 
 def _held_for_assets(rt: Runtime, batch_id: str) -> bool:
-    """Whether the render waits for its assets' host (and is due again soon), instead of being sent now."""
+    """Whether the render waits for the API serving its assets (and is due again soon), instead of being sent."""
     batch = rt.batches.load(batch_id)
     if batch is None or batch.status.terminal or time.time() - batch.created_at >= ASSET_WAIT_S:
         return False

@@ -7,13 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI, Response
 
 from fastapi_app.docstore import Effects
 from strangler_bridge.audio import tone_wav
 from strangler_bridge.cli.devstack import DevStack
-from strangler_bridge.cli.redis_server import free_port
-from strangler_bridge.cli.servers import ThreadedServer
 from strangler_bridge.settings import Settings
 from tests.support.stack import create, follow, tts_body
 from tests.support.waiting import wait_for
@@ -82,36 +79,37 @@ def test_creating_the_render_again_after_a_crash_finds_the_first_one(settings: S
     assert again.step(StepName.VIDEO).batch_id == render_id
 
 
-def _asset_host() -> FastAPI:
-    app = FastAPI()
-    wav, png = tone_wav(0.5), b"\x89PNG\r\n\x1a\n" + bytes(64)
-
-    @app.get("/a.wav")
-    def audio() -> Response:
-        return Response(wav, media_type="audio/wav")
-
-    @app.get("/i.png")
-    def image() -> Response:
-        return Response(png, media_type="image/png")
-
-    return app
-
-
-def test_a_render_waits_for_its_assets_host_instead_of_failing(settings: Settings, tmp_path: Path) -> None:
+def test_a_render_waits_for_the_api_serving_its_assets_instead_of_failing(settings: Settings, tmp_path: Path) -> None:
     # Found by the api-restart row: renders sent while the API (which serves their assets) was restarting
-    # failed at the fetch, each costing an attempt and a second render. They must wait for the host instead.
-    port = free_port()
+    # failed at the video service's download, each costing an attempt and a second render. They must wait.
+    from fastapi_app import enqueueing
+    from fastapi_app.artifact_links import link
+    from fastapi_app.renders.service import create_render
+    from fastapi_app.runtime import Runtime
+    from strangler_bridge.contracts.video import VideoRenderCreate
+
     base = settings.model_copy(update={"reconcile_after_s": 1.0, "reconcile_interval_s": 0.1})
     stack = DevStack(base, workers=1, video={"force_placeholder": True}, log_dir=tmp_path / "s")
-    segment = {"audio_url": f"http://127.0.0.1:{port}/a.wav", "image_url": f"http://127.0.0.1:{port}/i.png"}
-    body = {"video_id": "held", "segments": [{"index": 0, "start_s": 0.0, "end_s": 0.5, "text": "Hi.", **segment}]}
-    with stack, stack.client() as client:
-        created = create(stack, "/video/render", body)
+    with stack:
+        assert stack.api is not None
+        stack.api.kill()
+        rt = Runtime.build(stack.settings)
+        try:
+            rt.artifacts.put("held/a.wav", tone_wav(0.5))
+            rt.artifacts.put("held/i.png", b"\x89PNG\r\n\x1a\n" + bytes(64))
+            segment = {"index": 0, "start_s": 0.0, "end_s": 0.5, "text": "Hi."}
+            links = {"audio_url": link(rt, "held/a.wav"), "image_url": link(rt, "held/i.png")}
+            body = VideoRenderCreate.model_validate({"video_id": "held", "segments": [{**segment, **links}]})
+            render, _ = create_render(rt, body, idempotency_key=None)
+            enqueueing.submit_render(rt, render.id)
+        finally:
+            rt.close()
         worker = stack.workers[0]
         wait_for(lambda: worker.output().count("held back") >= 2, timeout=30, what="the render held back twice")
         assert stack.counters("video")["renders_submitted"] == 0
-        with ThreadedServer(_asset_host(), port=port):
-            status = follow(client, f"/video/render/{created['id']}", timeout=60)
+        stack.start_api()
+        with stack.client() as client:
+            status = follow(client, f"/video/render/{render.id}", timeout=60)
         counters = stack.counters("video")
     assert status["status"] == "completed", status
     assert status["attempts"] == 1, status
