@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -91,8 +90,8 @@ async def callback(request: Request, token: Annotated[str | None, Query(max_leng
         await run_in_threadpool(enqueueing.reconcile, rt, due_member("tts", batch_id, int(no_text)))
         return {"status": "queued", "reason": "empty body; status will be polled"}
     try:
-        RunPodJob.parse(json.loads(raw))
-    except (ValueError, ProviderRejected) as exc:
+        RunPodJob.parse_json(raw)
+    except ProviderRejected as exc:
         raise InvalidInput(f"webhook body is not a RunPod status object: {exc}", field="body") from None
     await webhook_inbox.append(rt, batch_id, int(no_text), int(attempt_text), raw)
     return {"status": "queued"}  # counted as a deferred delivery; the worker counts what applying it did

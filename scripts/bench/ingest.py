@@ -7,7 +7,8 @@ Requests go to many batches in random order. The ceiling is a no-op POST route o
 server process, measured in the same run. The answer rate and latency are measured with the worker paused
 (SIGSTOP), as when workers run on other machines; then the benchmark measures how fast the worker applies
 what was queued, and both again with the worker applying beside the API on the same two cores. The load
-generator (``loadgen.py``) runs in its own process.
+generator (``loadgen.py``) runs in its own process. The API's CPU time per request (callback against no-op)
+is measured too: unlike the rates it hardly depends on what else the two cores are doing.
 
     python scripts/bench/ingest.py [--quick] [--runs N] [--rate 500]
 """
@@ -135,13 +136,21 @@ class _Bench:
     settings: Settings
     port: int
     worker: Child
+    server_pid: int
     bodies: list[str]
     requests: list[list[Any]]
     ids: list[str]
     at: int = 0
 
     def load(self, requests: list[list[Any]], **spec: Any) -> dict[str, Any]:
-        return _load(self.wd, self.port, self.bodies, requests, **spec)
+        """Run the load generator; its result plus ``api_cpu_us``, the API's CPU time per request sent."""
+        import psutil
+
+        server = psutil.Process(self.server_pid)
+        before = sum(server.cpu_times()[:2])
+        result = _load(self.wd, self.port, self.bodies, requests, **spec)
+        result["api_cpu_us"] = (sum(server.cpu_times()[:2]) - before) / len(requests) * 1e6
+        return result
 
     def callbacks(self, n: int, **spec: Any) -> dict[str, Any]:
         """Send the next ``n`` callbacks."""
@@ -173,7 +182,7 @@ def _serving(wd: Path, settings: Settings, groups: int) -> Iterator[_Bench]:
     try:
         wait_http_ok(f"http://127.0.0.1:{port}/readyz", timeout=30)
         requests, ids = _groups(settings, groups)
-        yield _Bench(wd, settings, port, worker, _bodies(), requests, ids)
+        yield _Bench(wd, settings, port, worker, server.pid, _bodies(), requests, ids)
     finally:
         worker.stop()
         server.terminate()
@@ -206,8 +215,9 @@ def main() -> None:
     args.add_argument("--rate", type=float, default=500.0, help="offered rate of the latency figure (requests/s)")
     options = args.parse_args()
     runs = runs_of(options)
-    # Every callback is applied afterwards (about 5 ms each here): the closed-loop runs are kept short.
-    noop_n, cb_n, open_s = (600, 300, 1.0) if options.quick else (2000, 1000, 3.0)
+    # Every callback is applied afterwards (~1.5-5 ms each here), so the closed-loop runs are not longer; at a
+    # few thousand requests per second shorter runs were mostly noise.
+    noop_n, cb_n, open_s = (600, 300, 1.0) if options.quick else (6000, 3000, 3.0)
     warm = 200
     rows: dict[str, list[Any]] = {
         k: [] for k in ("noop", "cb", "applied", "noop_open", "cb_open", "shared", "shared_applied")
@@ -251,6 +261,17 @@ def main() -> None:
         ),
         figure(
             PART, "callback rate / no-op rate", "x", [c / n for c, n in zip(cb_rps, noop_rps, strict=True)], ">= 0.5"
+        ),
+        figure(
+            PART,
+            "API CPU per request: no-op / callback",
+            "x",
+            [n["api_cpu_us"] / c["api_cpu_us"] for c, n in zip(rows["cb"], rows["noop"], strict=True)],
+            baseline=(
+                f"no-op {median(r['api_cpu_us'] for r in rows['noop']):.0f} us,"
+                f" callback {median(r['api_cpu_us'] for r in rows['cb']):.0f} us"
+            ),
+            note="the rate ratio's CPU-bound ceiling, steadier than the rates",
         ),
         figure(
             PART,

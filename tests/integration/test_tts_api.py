@@ -167,6 +167,26 @@ def test_callback_token_for_a_group_that_does_not_exist_changes_nothing(client: 
     assert client.get(f"/tts/batch/{created['id']}", headers=AUTH).json()["version"] == created["version"]
 
 
+def test_a_webhook_body_that_is_not_a_status_object_is_refused_and_not_queued(
+    client: TestClient, settings: Settings, redis_client: redis.Redis
+) -> None:
+    created = client.post("/tts/batch", json=BODY, headers=AUTH).json()
+    token = sign(settings.secret("webhook_secret"), "tts", [created["id"], "0", "1"], 60)
+    stream = f"{settings.redis_prefix}:inbox:tts"
+    queued = redis_client.xlen(stream)
+    for body, problem in [
+        (b"{not json", "Invalid JSON"),
+        (b"[1, 2]", "Input should be an object"),
+        (b'{"id": "rp-1"}', "status: Field required"),
+        (b'{"id": "rp-1", "status": "SIDEWAYS"}', "status: Input should be"),
+    ]:
+        response = client.post(f"/tts/callback?token={token}", content=body)
+        assert response.status_code == 422, body
+        error = response.json()["error"]
+        assert error["field"] == "body" and problem in error["message"], error
+    assert redis_client.xlen(stream) == queued
+
+
 def test_audio_is_404_until_the_chunk_completes(client: TestClient) -> None:
     created = client.post("/tts/batch", json=BODY, headers=AUTH).json()
     response = client.get(f"/tts/batch/{created['id']}/chunks/0/audio", headers=AUTH)
