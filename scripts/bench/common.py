@@ -143,7 +143,7 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "work_dir": str(work_base()),
+        "work_dir": ".bench-work/" if work_base().is_relative_to(ROOT) else "the system's temporary directory",
         "file_create_cpu_ms": f"{file_create_cpu_ms(work_base()):.3f}",
     }
 
