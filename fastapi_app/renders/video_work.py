@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 PURPOSE = "vid"
 ASSET_WAIT_S = 300.0  # the longest a render is held back for the API, counted from its creation
 ASSET_RECHECK_S = 1.0  # how soon a held render looks again
-ASSET_PROBE_TIMEOUT_S = 5.0
+ASSET_PROBE_TIMEOUT_S = 2.0  # a healthy API answers /healthz in milliseconds; a hung one holds a worker this long
 
 
 def callback_url(rt: Runtime, batch_id: str) -> str:
