@@ -61,14 +61,18 @@ class Child:
 def wait_http_ok(url: str, timeout: float = 20.0, child: Child | None = None) -> None:
     """Wait until ``GET url`` answers 200 (failing early if ``child`` exits)."""
     deadline = time.monotonic() + timeout
+    last = "no attempt"
     while True:
         try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
+            response = httpx.get(url, timeout=1.0)
+            if response.status_code == 200:
                 return
-        except httpx.HTTPError:
-            pass
+            last = f"HTTP {response.status_code}: {response.text[:200]}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
         if child is not None and not child.alive():
             raise RuntimeError(f"{' '.join(child.args)} exited early:\n{child.output()[-2000:]}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer 200 within {timeout} s")
+            output = f"; its output ends:\n{child.output()[-2000:]}" if child is not None else ""
+            raise TimeoutError(f"{url} did not answer 200 within {timeout} s (last: {last}){output}")
         time.sleep(0.05)

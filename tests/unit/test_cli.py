@@ -44,3 +44,11 @@ def test_bad_setting_is_one_line_not_a_traceback() -> None:
     assert result.returncode == 2
     assert "STRANGLER_HTTP_TIMEOUT_S" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_waiting_for_a_server_that_never_answers_says_what_it_last_saw() -> None:
+    from strangler_bridge.cli.processes import wait_http_ok
+    from strangler_bridge.cli.redis_server import free_port
+
+    with pytest.raises(TimeoutError, match=r"did not answer 200 within 0.2 s \(last: ConnectError"):
+        wait_http_ok(f"http://127.0.0.1:{free_port()}/readyz", timeout=0.2)
