@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 RECHECK_S = 1.0
+READ_S = 0.5  # the listener's longest read, so it notices a stop request this soon
 STOP_S = 5.0
 
 
@@ -31,18 +32,24 @@ class ChangeHub:
         self.pattern = f"{prefix}:changes:*"
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
         """Start listening (call inside the running event loop)."""
         self._task = asyncio.create_task(self._listen(), name="change-hub")
 
     async def stop(self) -> None:
-        """Stop listening, waiting at most ``STOP_S``: closing a pub/sub connection can stall (redis-py #3941),
-        and a stalled close must not hold up the process's shutdown."""
+        """Ask the listener to stop and wait for it, at most ``STOP_S``, then cancel it.
+
+        The listener checks the request between reads instead of relying on cancellation: a task cancelled
+        inside redis-py's pub/sub read could stay pending for good, and asyncio.run then waits for it forever
+        when the process exits (seen when uvicorn could not bind its port: the API never exited).
+        """
         if self._task:
-            self._task.cancel()
+            self._stopping.set()
             done, _ = await asyncio.wait({self._task}, timeout=STOP_S)
             if not done:
+                self._task.cancel()
                 log.warning("change hub: listener did not stop within %.0f s; shutting down without it", STOP_S)
 
     @contextlib.contextmanager
@@ -61,13 +68,14 @@ class ChangeHub:
 
     async def _listen(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._stopping.is_set():
             try:
                 async with self.client.pubsub() as pubsub:
                     await pubsub.psubscribe(self.pattern)
                     backoff = 0.1
-                    async for message in pubsub.listen():
-                        if message.get("type") == "pmessage":
+                    while not self._stopping.is_set():
+                        message = await pubsub.get_message(timeout=READ_S)
+                        if message is not None and message.get("type") == "pmessage":
                             channel = message["channel"]
                             record_id = (channel.decode() if isinstance(channel, bytes) else channel).rsplit(":", 1)[1]
                             for event in self._waiters.get(record_id, ()):
@@ -75,7 +83,8 @@ class ChangeHub:
             except (redis.RedisError, OSError) as exc:
                 log.warning("change hub: redis unavailable (%s); reconnecting", type(exc).__name__)
                 self._wake_all()
-                await asyncio.sleep(backoff)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
                 backoff = min(backoff * 2, 5.0)
 
     def _wake_all(self) -> None:

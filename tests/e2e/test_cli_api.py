@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 
@@ -17,3 +19,16 @@ def test_api_command_serves_health(settings: Settings, children) -> None:  # typ
     children(["api", "--port", str(port)], settings)
     wait_http_ok(f"http://127.0.0.1:{port}/healthz")
     assert httpx.get(f"http://127.0.0.1:{port}/readyz").json()["status"] == "ready"
+
+
+def test_api_command_exits_when_its_port_is_taken(settings: Settings, children) -> None:  # type: ignore[no-untyped-def]
+    # It used to log the bind error and then never exit: its change listener, cancelled inside a pub/sub read,
+    # stayed pending and asyncio waited for it forever. A supervisor (or DevStack) must see the exit.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        api = children(["api", "--port", str(taken.getsockname()[1])], settings)
+        code = api.proc.wait(timeout=60)
+    assert code != 0
+    assert "address already in use" in api.output()
+    assert "did not stop" not in api.output()
