@@ -57,8 +57,7 @@ class DevStack:
         try:
             redis_url = self._exit.enter_context(redis_for_dev(self.base))
             self._start_simulators()
-            self.settings = self._settings(redis_url)
-            self.start_api()
+            self._start_api_on_a_free_port(redis_url)
             for _ in range(self.worker_count):
                 self.add_worker()
         except BaseException:
@@ -103,6 +102,18 @@ class DevStack:
     def _child(self, args: list[str]) -> Child:
         self._children += 1
         return Child(args, self.settings, self.log_dir / f"{args[0]}-{self._children}.log")
+
+    def _start_api_on_a_free_port(self, redis_url: str, attempts: int = 3) -> None:
+        # The port was free when chosen; another server (here or in another process) may have taken it since.
+        for attempt in range(attempts):
+            self.settings = self._settings(redis_url)
+            try:
+                self.start_api()
+                return
+            except RuntimeError as exc:
+                if "address already in use" not in str(exc) or attempt == attempts - 1:
+                    raise
+            self.api_port = free_port()
 
     def start_api(self) -> Child:
         """Start (or start again) the API on its fixed port and wait until it is ready."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import httpx
 import pytest
 
+from strangler_bridge.cli.devstack import DevStack
 from strangler_bridge.cli.processes import wait_http_ok
 from strangler_bridge.cli.redis_server import free_port
 from strangler_bridge.settings import Settings
@@ -32,3 +34,14 @@ def test_api_command_exits_when_its_port_is_taken(settings: Settings, children) 
     assert code != 0
     assert "address already in use" in api.output()
     assert "did not stop" not in api.output()
+
+
+def test_a_dev_stack_whose_api_port_was_taken_starts_the_api_on_another(settings: Settings, tmp_path: Path) -> None:
+    stack = DevStack(settings, workers=0, log_dir=tmp_path / "stack")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", stack.api_port))
+        taken.listen()
+        with stack:
+            assert stack.api_port != taken.getsockname()[1]
+            assert httpx.get(f"{stack.api_url}/readyz").json()["status"] == "ready"
+            assert stack.settings.public_url.endswith(f":{stack.api_port}")
