@@ -39,7 +39,7 @@ def link(rt: Runtime, key: str, *, now: float | None = None) -> str:
     """
     encoded = base64.urlsafe_b64encode(check_key(key).encode()).decode().rstrip("=")
     token = sign(rt.settings.secret("webhook_secret"), PURPOSE, [encoded], rt.settings.webhook_token_ttl_s, now=now)
-    return f"{rt.settings.public_url.rstrip('/')}/artifacts/{token}"
+    return rt.settings.public_link(f"/artifacts/{token}")
 
 
 @router.get(

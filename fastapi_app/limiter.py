@@ -74,7 +74,6 @@ class Limiter:
         self.key = key
         self.limit = limit
         self.lease_s = lease_s
-        self.waited_s = 0.0  # total time spent waiting for slots (for metrics)
         # EVALSHA with a fallback to EVAL: the script text is not sent with every call.
         self._acquire = client.register_script(_ACQUIRE)
         self._renew_lease = client.register_script(_RENEW)
@@ -100,7 +99,6 @@ class Limiter:
         while not await self.try_acquire(token):
             await self._wait_for_a_slot()
         waited = time.monotonic() - started
-        self.waited_s += waited
         renewer = asyncio.create_task(self._renew(token))
         try:
             yield waited

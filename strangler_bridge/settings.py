@@ -138,6 +138,10 @@ class Settings(BaseSettings):
         assert isinstance(value, SecretStr)
         return value.get_secret_value()
 
+    def public_link(self, path: str) -> str:
+        """The absolute URL of ``path`` (starting with ``/``) on the service as providers reach it."""
+        return f"{self.public_url.rstrip('/')}{path}"
+
     def to_env(self) -> dict[str, str]:
         """Every setting that differs from its default as ``STRANGLER_*`` variables (to start child processes)."""
         env: dict[str, str] = {}

@@ -52,7 +52,7 @@ ASSET_PROBE_TIMEOUT_S = 2.0  # a healthy API answers /healthz in milliseconds; a
 def callback_url(rt: Runtime, batch_id: str) -> str:
     """The signed URL the video service calls when the render ends."""
     token = sign(rt.settings.secret("webhook_secret"), PURPOSE, [batch_id], rt.settings.webhook_token_ttl_s)
-    return f"{rt.settings.public_url.rstrip('/')}/video/render/callback?token={token}"
+    return rt.settings.public_link(f"/video/render/callback?token={token}")
 
 
 def assets_unreachable(rt: Runtime, batch: Batch) -> str | None:
@@ -61,11 +61,11 @@ def assets_unreachable(rt: Runtime, batch: Batch) -> str | None:
     Only renders whose assets the API serves are checked: probing other hosts would let an API client aim the
     worker's requests anywhere, and their outages are not ours to wait out.
     """
-    base = rt.settings.public_url.rstrip("/")
-    if not VideoRenderCreate.model_validate(batch.request).segments[0].audio_url.startswith(f"{base}/"):
+    first_audio = VideoRenderCreate.model_validate(batch.request).segments[0].audio_url
+    if not first_audio.startswith(rt.settings.public_link("/")):
         return None
     try:
-        response = rt.http.get(f"{base}/healthz", timeout=ASSET_PROBE_TIMEOUT_S)
+        response = rt.http.get(rt.settings.public_link("/healthz"), timeout=ASSET_PROBE_TIMEOUT_S)
     except httpx.HTTPError as exc:
         return f"the API serving its assets did not answer ({type(exc).__name__})"
     if response.status_code >= 500:

@@ -65,7 +65,7 @@ def webhook_url(rt: Runtime, batch_id: str, no: int, attempt: int) -> str:
     token = sign(
         settings.secret("webhook_secret"), PURPOSE, [batch_id, str(no), str(attempt)], settings.webhook_token_ttl_s
     )
-    return f"{settings.public_url.rstrip('/')}/tts/callback?token={token}"
+    return settings.public_link(f"/tts/callback?token={token}")
 
 
 def submit_batch(rt: Runtime, batch_id: str) -> None:

@@ -144,7 +144,7 @@ def machine() -> dict[str, str]:
         "platform": platform.platform(),
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "work_dir": ".bench-work/" if work_base().is_relative_to(ROOT) else "the system's temporary directory",
-        "file_create_cpu_ms": f"{file_create_cpu_ms(work_base()):.3f}",
+        "file_create_cpu_ms": f"{_create_costs()[work_base()]:.3f}",
     }
 
 
@@ -201,7 +201,6 @@ def file_create_cpu_ms(base: Path, files: int = 200) -> float:
         return (time.process_time() - started) / files * 1e3
 
 
-@functools.cache
 def work_base() -> Path:
     """Where the parts' work directories go: the system's temporary directory or ``.bench-work/`` in the
     repository, whichever creates files with less CPU.
@@ -210,10 +209,15 @@ def work_base() -> Path:
     more CPU in some directories than in others on the same disk (/tmp on one machine, the repository's
     disk area on another; docs/BENCHMARKS.md). That cost would be charged to the service's figures.
     """
+    costs = _create_costs()
+    return min(costs, key=lambda base: costs[base])
+
+
+@functools.cache
+def _create_costs() -> dict[Path, float]:
     repo = ROOT / ".bench-work"
     repo.mkdir(exist_ok=True)
-    costs = {base: file_create_cpu_ms(base) for base in (Path(tempfile.gettempdir()), repo)}
-    return min(costs, key=lambda base: costs[base])
+    return {base: file_create_cpu_ms(base) for base in (Path(tempfile.gettempdir()), repo)}
 
 
 @contextlib.contextmanager
