@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from fastapi_app import enqueueing
-from fastapi_app.batches import Batch
+from fastapi_app.batches import STEP_NAMES, Batch, ItemResult, expire_batch
 from fastapi_app.docstore import Effects
+from fastapi_app.metrics.families import TERMINAL_FAILURES
+from fastapi_app.metrics.store import Increments, record
 from fastapi_app.runtime import Runtime
+from strangler_bridge.contracts.common import BatchStatus
 
 R = TypeVar("R")
 Transition = Callable[[Batch], tuple[Effects, R]]
@@ -23,9 +28,26 @@ def update_batch(rt: Runtime, batch_id: str, transition: Transition[R]) -> tuple
         return transition(batch)
 
     batch, result = rt.batches.update(batch_id, tracked)
-    if batch.job_id and batch.status.terminal and before and not before[0]:
+    settled = batch.status.terminal and bool(before) and not before[0]
+    if settled and batch.status is BatchStatus.FAILED:
+        count_failure(rt, STEP_NAMES[batch.kind], batch.error_code.value if batch.error_code else "unknown")
+    if settled and batch.job_id:
         enqueueing.advance_job(rt, batch.job_id)
     return batch, result
+
+
+def count_failure(rt: Runtime, phase: str, reason: str) -> None:
+    """Count one terminal failure of a step's batch (or of the segments step) by its reason code."""
+    increments = Increments()
+    increments.inc(TERMINAL_FAILURES, (phase, reason))
+    record(rt.redis, rt.settings.redis_prefix, increments)
+
+
+def discard_unrecorded(rt: Runtime, batch: Batch, results: Sequence[ItemResult]) -> None:
+    """Remove the stored files of results the batch did not record (another delivery of the item won)."""
+    for result in results:
+        if batch.item(result.index).artifact != result.artifact:
+            rt.artifacts.delete(result.artifact)
 
 
 def update_batch_many(rt: Runtime, batch_id: str, transitions: Sequence[Transition[R]]) -> tuple[Batch, list[R]]:
@@ -62,3 +84,12 @@ def merge_effects(effects: Sequence[Effects]) -> Effects:
             merged.undue.add(member)
         merged.changed = merged.changed or effect.changed
     return merged
+
+
+def past_deadline(rt: Runtime, batch: Batch) -> bool:
+    """Fail the batch if its step's deadline has passed (the reconciler's check); whether it had passed."""
+    if batch.deadline_at is None or time.time() < batch.deadline_at:
+        return False
+    with contextlib.suppress(KeyError):  # the record expired meanwhile
+        update_batch(rt, batch.id, lambda b: expire_batch(b, now=time.time()))
+    return True

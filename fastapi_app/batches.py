@@ -27,6 +27,18 @@ MAX_SUBMIT_ERRORS = 20
 MAX_BACKOFF_S = 30.0
 
 
+class FailureCode(str, Enum):
+    """Why an item, group or batch failed for good (the ``reason`` label of the terminal-failure counter)."""
+
+    REJECTED = "rejected"  # the provider refused the input or our request (a retry cannot mend it)
+    UNUSABLE_OUTPUT = "unusable_output"  # refused or dead output URL, invalid or oversized output
+    MISSING_OUTPUT = "missing_output"  # part of the output was missing on every attempt
+    PROVIDER_FAILED = "provider_failed"  # the provider reported failure on every attempt
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted"  # submissions and recoveries used up without a result
+    UNREACHABLE = "unreachable"  # the provider could not be reached
+    DEADLINE = "deadline"  # the step's deadline passed
+
+
 class GroupStatus(str, Enum):
     """Where one provider submission stands."""
 
@@ -56,6 +68,7 @@ class Item(BaseModel):
     cost: float | None = None
     provider_id: str | None = None
     error: str | None = None
+    error_code: FailureCode | None = None
 
 
 class Group(BaseModel):
@@ -64,7 +77,8 @@ class Group(BaseModel):
     no: int
     indexes: list[int]
     status: GroupStatus = GroupStatus.PENDING
-    attempt: int = 0  # submissions started (names the webhook URL of each)
+    attempt: int = 0  # submissions and recoveries started (names the webhook URL of each)
+    spent: int = 0  # attempts used before the last retry (each retry gets a fresh budget)
     failures: int = 0  # provider-reported failures
     submit_errors: int = 0  # calls that never reached the provider (outages, 429s)
     provider_id: str | None = None
@@ -72,6 +86,12 @@ class Group(BaseModel):
     claim: str | None = None
     claim_until: float | None = None
     error: str | None = None
+    error_code: FailureCode | None = None
+
+    @property
+    def attempts_used(self) -> int:
+        """Attempts started since the group was created or last retried."""
+        return self.attempt - self.spent
 
 
 class Batch(Record):
@@ -85,6 +105,9 @@ class Batch(Record):
     items: list[Item]
     groups: list[Group]
     error: str | None = None
+    error_code: FailureCode | None = None
+    deadline_s: float | None = None  # how long the step may take, from creation and from each retry
+    deadline_at: float | None = None
 
     def group(self, no: int) -> Group:
         """The group numbered ``no`` (``KeyError`` if there is none)."""
@@ -132,13 +155,28 @@ def new_batch(
     *,
     video_id: str | None,
     job_id: str | None = None,
+    deadline_s: float | None = None,
+    now: float = 0.0,
 ) -> Batch:
-    """A new batch whose items are cut into groups of ``group_size`` in index order."""
+    """A new batch whose items are cut into groups of ``group_size`` in index order.
+
+    With ``deadline_s``, the batch fails with that reason if it has not finished ``deadline_s`` after ``now``.
+    """
     ordered = sorted(indexes)
     chunks = [ordered[i : i + group_size] for i in range(0, len(ordered), group_size)]
     groups = [Group(no=no, indexes=members) for no, members in enumerate(chunks)]
     items = [Item(index=index, group=group.no) for group in groups for index in group.indexes]
-    return Batch(id=batch_id, kind=kind, request=request, items=items, groups=groups, video_id=video_id, job_id=job_id)
+    return Batch(
+        id=batch_id,
+        kind=kind,
+        request=request,
+        items=items,
+        groups=groups,
+        video_id=video_id,
+        job_id=job_id,
+        deadline_s=deadline_s,
+        deadline_at=now + deadline_s if deadline_s is not None else None,
+    )
 
 
 def open_groups_due(batch: Batch, at: float) -> dict[str, float]:
@@ -155,13 +193,22 @@ class Claim(BaseModel):
     no: int
     attempt: int
     token: str
-    indexes: list[int]
+    indexes: list[int]  # the group's items still without a result: only these are sent
     provider_id: str | None = None  # set before sending when we choose the id (Runware's taskUUID)
     lapsed: bool = False  # a previous claim lapsed: its request may have reached the provider
+    #: An earlier submission of this group may have a result (a lapsed claim, or a retry after a cancel or a
+    #: deadline): ask the provider about ``provider_id`` before paying for the work again.
+    recover: bool = False
 
 
 def claim_group(
-    batch: Batch, no: int, *, now: float, lease_s: float, new_provider_id: Callable[[], str] | None = None
+    batch: Batch,
+    no: int,
+    *,
+    now: float,
+    lease_s: float,
+    max_attempts: int,
+    new_provider_id: Callable[[], str] | None = None,
 ) -> tuple[Effects, Claim | None]:
     """Take the right to submit group ``no``: only a pending group, or one whose previous claim lapsed.
 
@@ -169,6 +216,9 @@ def claim_group(
     call is unknown): the provider may have the work, so the lease is long enough for its webhook to arrive
     first. Where we choose the provider's id (``new_provider_id``), it is stored here, before anything is
     sent, and kept across lapsed claims so the provider can be asked about it.
+
+    Every claim is an attempt (a submission or a recovery): once ``max_attempts`` are used the group fails
+    instead, with the last error it saw.
     """
     group = batch.group(no)
     if batch.status.terminal or group.status.terminal:
@@ -178,6 +228,11 @@ def claim_group(
     if group.status is GroupStatus.SUBMITTING and (group.claim_until or 0) > now:
         return Effects(changed=False), None
     lapsed = group.status is GroupStatus.SUBMITTING
+    if group.attempts_used >= max_attempts:
+        last = f"; last error: {group.error}" if group.error else ""
+        reason = f"no result after {group.attempts_used} attempts{last}"
+        return _fail_group(batch, group, reason, FailureCode.ATTEMPTS_EXHAUSTED), None
+    recover = lapsed or group.provider_id is not None
     group.status = GroupStatus.SUBMITTING
     group.attempt += 1
     group.claim = secrets.token_hex(8)
@@ -185,15 +240,17 @@ def claim_group(
     if new_provider_id is not None and group.provider_id is None:
         group.provider_id = new_provider_id()
     batch.status = BatchStatus.RUNNING
-    for index in group.indexes:
+    open_items = [index for index in group.indexes if batch.item(index).status is not ItemStatus.COMPLETED]
+    for index in open_items:
         batch.item(index).status = ItemStatus.SUBMITTED
     claim = Claim(
         no=no,
         attempt=group.attempt,
         token=group.claim,
-        indexes=list(group.indexes),
+        indexes=open_items,
         provider_id=group.provider_id,
         lapsed=lapsed,
+        recover=recover,
     )
     return Effects(due={due_member(batch.kind, batch.id, no): group.claim_until}), claim
 
@@ -203,14 +260,19 @@ def record_submission(
 ) -> tuple[Effects, bool]:
     """Record the provider's id for a claimed submission; the group then counts as submitted.
 
-    If the webhook already completed the group, only the id is kept. Returns whether the claim still held.
+    If the webhook already completed the group, or it was cancelled meanwhile, only the id is kept (so a late
+    result is recognised and the caller can cancel the work at the provider). Returns whether the claim still
+    held.
     """
     group = batch.group(claim.no)
     if group.status.terminal:
         if group.provider_id is None:
             group.provider_id = provider_id
-            return Effects(), True
-        return Effects(changed=False), True
+            return Effects(), group.status is GroupStatus.COMPLETED
+        if provider_id != group.provider_id and provider_id not in group.previous_ids:
+            group.previous_ids.append(provider_id)
+            return Effects(), group.status is GroupStatus.COMPLETED
+        return Effects(changed=False), group.status is GroupStatus.COMPLETED
     if group.status is not GroupStatus.SUBMITTING or group.claim != claim.token:
         # Our claim lapsed and another attempt took over; keep the id so its webhook is still recognised.
         if provider_id not in group.previous_ids:
@@ -218,12 +280,12 @@ def record_submission(
             return Effects(), False
         return Effects(changed=False), False
     group.status = GroupStatus.SUBMITTED
-    if group.provider_id:
+    if group.provider_id and group.provider_id != provider_id:
         group.previous_ids.append(group.provider_id)
     group.provider_id = provider_id
     group.claim = None
     group.claim_until = None
-    for index in group.indexes:
+    for index in claim.indexes:
         batch.item(index).provider_id = provider_id
     return Effects(due={due_member(batch.kind, batch.id, claim.no): now + reconcile_after_s}), True
 
@@ -243,19 +305,27 @@ def release_claim(
     group.claim_until = None
     group.attempt -= 1  # nothing was sent under this attempt number
     if group.submit_errors >= max_submit_errors:
-        return _fail_group(batch, group, f"provider unreachable after {group.submit_errors} tries: {error}"), False
+        reason = f"provider unreachable after {group.submit_errors} tries: {error}"
+        return _fail_group(batch, group, reason, FailureCode.UNREACHABLE), False
     group.status = GroupStatus.PENDING
     group.error = error
+    _reopen(batch, group)
     retry_at = now + min(2.0**group.submit_errors, MAX_BACKOFF_S)
     return Effects(due={due_member(batch.kind, batch.id, claim.no): retry_at}), True
 
 
-def reject_group(batch: Batch, no: int, error: str) -> tuple[Effects, None]:
-    """The provider refused the submission outright (bad input, auth): the group's items fail."""
+def reject_group(
+    batch: Batch, no: int, error: str, code: FailureCode = FailureCode.REJECTED, *, attempt: int | None = None
+) -> tuple[Effects, None]:
+    """A retry cannot mend it (the provider refused the input, the output is unusable): the group's items fail.
+
+    With ``attempt``, only that attempt's error counts (an older attempt's result, delivered late while a
+    newer one is in flight, changes nothing). Items that already have a result keep it.
+    """
     group = batch.group(no)
-    if group.status.terminal:
+    if group.status.terminal or (attempt is not None and attempt != group.attempt):
         return Effects(changed=False), None
-    return _fail_group(batch, group, error), None
+    return _fail_group(batch, group, error, code), None
 
 
 class ItemResult(BaseModel):
@@ -270,19 +340,37 @@ class ItemResult(BaseModel):
     provider_id: str | None = None
 
 
-def complete_group(batch: Batch, no: int, results: list[ItemResult]) -> tuple[Effects, bool]:
-    """The provider finished group ``no`` and its outputs are stored. Returns whether this call applied it."""
+def delivery_tag() -> str:
+    """A fresh name part for one delivery's files.
+
+    Two deliveries of one item (a duplicate webhook, a poll racing the webhook, outputs that differ) never
+    write the same file: the transition that records one of them decides the winner, and the caller removes
+    the files of the others, so the stored file is always the recorded one.
+    """
+    return secrets.token_hex(6)
+
+
+def complete_group(
+    batch: Batch, no: int, results: list[ItemResult], *, max_attempts: int, now: float
+) -> tuple[Effects, bool]:
+    """The provider finished group ``no`` and its outputs are stored. Returns whether this call applied any.
+
+    Only an item without a result takes one: a second delivery (the same or a differing output) changes
+    nothing, so the caller removes the files of results not recorded. A result for a cancelled or failed
+    group is kept too (it is paid for; a retry uses it). Items the output lacks are submitted again while the
+    group has attempts left; then they fail.
+    """
     group = batch.group(no)
-    if group.status.terminal:
+    if group.status is GroupStatus.COMPLETED:
         return Effects(changed=False), False
     by_index = {result.index: result for result in results}
+    applied = False
     for index in group.indexes:
         item = batch.item(index)
         result = by_index.get(index)
-        if result is None:
-            item.status = ItemStatus.FAILED
-            item.error = "the provider returned no output for this item"
+        if result is None or item.status is ItemStatus.COMPLETED:
             continue
+        applied = True
         item.status = ItemStatus.COMPLETED
         item.artifact = result.artifact
         item.content_type = result.content_type
@@ -290,22 +378,46 @@ def complete_group(batch: Batch, no: int, results: list[ItemResult]) -> tuple[Ef
         item.duration_s = result.duration_s
         item.cost = result.cost
         item.provider_id = result.provider_id or group.provider_id
-        item.error = None
-    group.status = GroupStatus.COMPLETED
-    group.claim = None
-    group.error = None
-    effects = Effects(undue={due_member(batch.kind, batch.id, no)})
-    _settle(batch)
-    return effects, True
+        item.error = item.error_code = None
+    missing = [index for index in group.indexes if batch.item(index).status is not ItemStatus.COMPLETED]
+    member = due_member(batch.kind, batch.id, no)
+    if group.status.terminal:  # a late result: kept on its items, the group and batch stay as they were
+        if not missing:
+            group.status = GroupStatus.COMPLETED
+        return Effects(changed=applied), applied
+    if not missing:
+        group.status = GroupStatus.COMPLETED
+        group.claim = group.claim_until = None
+        group.error = group.error_code = None
+        _settle(batch)
+        return Effects(undue={member}), True
+    reason = f"the provider returned no output for item(s) {', '.join(map(str, missing))}"
+    _spend_submission(group)
+    if group.attempts_used >= max_attempts:
+        return _fail_group(batch, group, reason, FailureCode.MISSING_OUTPUT), True
+    group.status = GroupStatus.PENDING
+    group.error = reason
+    _reopen(batch, group)
+    return Effects(due={member: now}), True
 
 
 def fail_attempt(
-    batch: Batch, no: int, attempt: int, reason: str, *, max_failures: int, retry_at: float
+    batch: Batch,
+    no: int,
+    attempt: int,
+    reason: str,
+    *,
+    max_attempts: int,
+    retry_at: float,
+    code: FailureCode = FailureCode.PROVIDER_FAILED,
+    keep_submission: bool = False,
 ) -> tuple[Effects, bool]:
-    """The provider reported failure for ``attempt`` of group ``no``: submit again, or fail after the limit.
+    """``attempt`` of group ``no`` failed: try again, or fail with ``code`` once the attempts are used.
 
     A failure of an older attempt than the current one is ignored (a newer submission is in flight), and so is
-    a second report of the same failure. Returns whether the group will be submitted again.
+    a second report of the same failure. With ``keep_submission`` (the provider has the result, but fetching
+    it failed for now) the next attempt recovers that result instead of paying for the work again. Returns
+    whether the group will be tried again.
     """
     group = batch.group(no)
     # Only an attempt in flight can fail: a pending group already counted this failure (a repeated webhook).
@@ -314,21 +426,22 @@ def fail_attempt(
         return Effects(changed=False), False
     group.failures += 1
     group.error = reason
-    if group.failures >= max_failures:
-        return _fail_group(batch, group, reason), False
+    if not keep_submission:
+        _spend_submission(group)
+    group.claim = group.claim_until = None
+    if group.attempts_used >= max_attempts:
+        return _fail_group(batch, group, reason, code), False
     group.status = GroupStatus.PENDING
-    if group.provider_id:
-        group.previous_ids.append(group.provider_id)
-    group.provider_id = None
-    group.claim = None
-    group.claim_until = None
-    for index in group.indexes:
-        batch.item(index).status = ItemStatus.PENDING
+    _reopen(batch, group)
     return Effects(due={due_member(batch.kind, batch.id, no): retry_at}), True
 
 
 def cancel_batch(batch: Batch, reason: str = "cancelled") -> tuple[Effects, list[str]]:
-    """Cancel every unfinished group; returns the provider ids of submissions that may still be running."""
+    """Cancel every unfinished group; returns the provider ids of submissions that may still be running.
+
+    Nothing more is submitted (a claim is refused once the batch is terminal); a cancelled group keeps its
+    provider id, so a result that still arrives is stored and a retry asks the provider before paying again.
+    """
     if batch.status.terminal:
         return Effects(changed=False), []
     running: list[str] = []
@@ -340,6 +453,7 @@ def cancel_batch(batch: Batch, reason: str = "cancelled") -> tuple[Effects, list
             running.append(group.provider_id)
         group.status = GroupStatus.CANCELLED
         group.claim = None
+        group.claim_until = None
         effects.undue.add(due_member(batch.kind, batch.id, group.no))
         for index in group.indexes:
             item = batch.item(index)
@@ -351,41 +465,89 @@ def cancel_batch(batch: Batch, reason: str = "cancelled") -> tuple[Effects, list
     return effects, running
 
 
+def expire_batch(batch: Batch, *, now: float) -> tuple[Effects, bool]:
+    """Fail every unfinished group once the batch's deadline has passed. Returns whether it did.
+
+    Provider ids are kept: a result that arrives later is stored, and a retry asks for it before paying again.
+    """
+    if batch.status.terminal or batch.deadline_at is None or now < batch.deadline_at:
+        return Effects(changed=False), False
+    reason = f"{STEP_NAMES[batch.kind]} did not finish within its deadline of {batch.deadline_s or 0:g} s"
+    effects = Effects()
+    for group in batch.groups:
+        if not group.status.terminal:
+            effects.undue |= _fail_group(batch, group, reason, FailureCode.DEADLINE).undue
+    return effects, True
+
+
 def retry_failed(batch: Batch, *, now: float) -> tuple[Effects, int]:
     """Put a failed or cancelled batch's unfinished groups back to pending; completed items are kept.
 
-    A group gets a fresh provider id (the old submission is spent), except a cancelled image, which keeps its
-    taskUUID so an image that finished after the cancel is recovered from Runware instead of paid for again.
-    Returns how many groups will be submitted again.
+    Each group gets a fresh budget of attempts and the batch a fresh deadline. A group whose last submission
+    may still hold a result (cancelled, or failed by its deadline or attempts) keeps that provider id, so the
+    submit path asks the provider for it before paying again; a group whose items all got a result after
+    the cancel is not submitted at all. Returns how many groups will be submitted again.
     """
     if batch.status not in (BatchStatus.FAILED, BatchStatus.CANCELLED):
         return Effects(changed=False), 0
     effects = Effects()
     again = 0
     for group in batch.groups:
-        if group.status not in (GroupStatus.FAILED, GroupStatus.CANCELLED):
+        if group.status is GroupStatus.COMPLETED:
             continue
-        if group.provider_id and not (group.status is GroupStatus.CANCELLED and batch.kind == "img"):
-            group.previous_ids.append(group.provider_id)
-            group.provider_id = None
+        if all(batch.item(index).status is ItemStatus.COMPLETED for index in group.indexes):
+            group.status = GroupStatus.COMPLETED
+            group.error = group.error_code = None
+            continue
+        if batch.kind == "vid":  # a cancelled render is cancelled at the service: a retry renders anew
+            _spend_submission(group)
         group.status = GroupStatus.PENDING
+        group.spent = group.attempt
         group.failures = group.submit_errors = 0
-        group.error = None
-        for index in group.indexes:
-            item = batch.item(index)
-            if item.status is not ItemStatus.COMPLETED:
-                item.status = ItemStatus.PENDING
-                item.error = None
+        group.error = group.error_code = None
+        _reopen(batch, group)
         effects.due[due_member(batch.kind, batch.id, group.no)] = now
         again += 1
     batch.status = BatchStatus.RUNNING
-    batch.error = None
+    batch.error = batch.error_code = None
+    if batch.deadline_s is not None:
+        batch.deadline_at = now + batch.deadline_s
+    _settle(batch)  # every group may already have its results
     return effects, again
 
 
-def _fail_group(batch: Batch, group: Group, reason: str) -> Effects:
+#: The pipeline step (and ``phase`` metric label) each kind of batch belongs to.
+STEP_NAMES: dict[str, str] = {"tts": "tts", "img": "imagegen", "vid": "video"}
+
+
+def _spend_submission(group: Group) -> None:
+    """The group's current submission is over (failed or used): a later one must not be confused with it."""
+    if group.provider_id:
+        group.previous_ids.append(group.provider_id)
+    group.provider_id = None
+    group.claim = None
+    group.claim_until = None
+
+
+def _reopen(batch: Batch, group: Group) -> None:
+    """The group's items without a result wait for the next submission."""
+    for index in group.indexes:
+        item = batch.item(index)
+        if item.status is not ItemStatus.COMPLETED:
+            item.status = ItemStatus.PENDING
+            item.error = item.error_code = None
+
+
+#: Failures after which the group's last submission may still bring a result worth keeping for a retry.
+_RECOVERABLE = (FailureCode.DEADLINE, FailureCode.ATTEMPTS_EXHAUSTED, FailureCode.UNREACHABLE)
+
+
+def _fail_group(batch: Batch, group: Group, reason: str, code: FailureCode) -> Effects:
+    if code not in _RECOVERABLE:
+        _spend_submission(group)
     group.status = GroupStatus.FAILED
     group.error = reason
+    group.error_code = code
     group.claim = None
     group.claim_until = None
     for index in group.indexes:
@@ -393,17 +555,19 @@ def _fail_group(batch: Batch, group: Group, reason: str) -> Effects:
         if not item.status.terminal:
             item.status = ItemStatus.FAILED
             item.error = reason
+            item.error_code = code
     _settle(batch)
     return Effects(undue={due_member(batch.kind, batch.id, group.no)})
 
 
 def _settle(batch: Batch) -> None:
-    """Derive the batch status once every group is finished."""
+    """Derive the batch status once every group is finished; a failure names the first failed item's reason."""
     if batch.status.terminal or not all(group.status.terminal for group in batch.groups):
         return
     failed = [item for item in batch.items if item.status is not ItemStatus.COMPLETED]
     if failed:
         batch.status = BatchStatus.FAILED
         batch.error = f"{len(failed)} of {len(batch.items)} items failed; first: {failed[0].error}"
+        batch.error_code = failed[0].error_code
     else:
         batch.status = BatchStatus.COMPLETED

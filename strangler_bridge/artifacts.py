@@ -34,6 +34,9 @@ class ArtifactStore(Protocol):
     def exists(self, key: str) -> bool:
         """Whether an artifact exists."""
 
+    def delete(self, key: str) -> None:
+        """Remove an artifact (nothing happens if it does not exist)."""
+
     def size(self, key: str) -> int:
         """Size in bytes; :class:`NotFound` if it does not exist."""
 
@@ -84,6 +87,10 @@ class LocalArtifactStore:
     def exists(self, key: str) -> bool:
         """Whether the file exists."""
         return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        """Remove the file if it exists."""
+        self._path(key).unlink(missing_ok=True)
 
     def size(self, key: str) -> int:
         """File size."""

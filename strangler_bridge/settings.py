@@ -77,11 +77,22 @@ class Settings(BaseSettings):
     )
     # --- provider calls and reconciliation --------------------------------------------------------
     http_timeout_s: float = Field(10.0, gt=0, description="Timeout of each outbound HTTP call.")
-    provider_attempts: int = Field(3, gt=0, description="Provider submissions per item before it fails.")
+    provider_attempts: int = Field(
+        3, gt=0, description="Attempts per item (submissions and recoveries of its result) before it fails."
+    )
     reconcile_after_s: float = Field(
         30.0, gt=0, description="Seconds after a submission before the provider is polled for it."
     )
     reconcile_interval_s: float = Field(1.0, gt=0, description="How often workers look for due work.")
+    tts_deadline_s: float = Field(
+        1800.0, gt=0, description="Seconds a TTS batch may take (from creation or retry) before it fails."
+    )
+    imagegen_deadline_s: float = Field(
+        1800.0, gt=0, description="Seconds an image batch may take (from creation or retry) before it fails."
+    )
+    video_deadline_s: float = Field(
+        3600.0, gt=0, description="Seconds a video render may take (from creation or retry) before it fails."
+    )
     fetch_allow_hosts: CommaList = Field(
         default_factory=list,
         description="Hosts provider output URLs may point at even when private or loopback (`*`: any).",

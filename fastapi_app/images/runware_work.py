@@ -28,18 +28,22 @@ import httpx
 import redis.asyncio as aredis
 
 from fastapi_app import enqueueing
-from fastapi_app.batch_ops import Transition
+from fastapi_app.batch_ops import Transition, past_deadline
 from fastapi_app.batches import (
+    Batch,
     Claim,
+    FailureCode,
     GroupStatus,
     ItemResult,
     claim_group,
     complete_group,
+    delivery_tag,
     due_member,
     fail_attempt,
     reject_group,
     release_claim,
 )
+from fastapi_app.docstore import Effects
 from fastapi_app.images.batch_writes import BatchWrites
 from fastapi_app.images.request_loop import batch_writes, gated, request_loop, shared_redis, ssl_context
 from fastapi_app.images.service import artifact_key
@@ -49,7 +53,7 @@ from fastapi_app.runtime import Runtime
 from strangler_bridge.contracts.images import ImageBatchCreate, ImageFormat
 from strangler_bridge.errors import ProviderError, ProviderRateLimited, ProviderRejected, ProviderUnavailable
 from strangler_bridge.fetch import fetch_bytes
-from strangler_bridge.providers.runware import AsyncRunwareClient, ImageTask, InferenceOutcome
+from strangler_bridge.providers.runware import AsyncRunwareClient, ImageResult, ImageTask, InferenceOutcome
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +112,15 @@ async def _submit_one(
     # The slot is taken before the claim, so a cancel or a competing worker is seen right before sending, and
     # the claim's lease is not spent waiting for a slot. The claim (with the taskUUID) is written before sending.
     lease = max(rt.settings.reconcile_after_s, 5.0)
+    attempts = rt.settings.provider_attempts
     async with slots.slot() as waited:
         try:
             claim = await writes.apply(
                 rt,
                 batch_id,
-                lambda b: claim_group(b, no, now=time.time(), lease_s=lease, new_provider_id=lambda: str(uuid.uuid4())),
+                lambda b: claim_group(
+                    b, no, now=time.time(), lease_s=lease, max_attempts=attempts, new_provider_id=_new_task_uuid
+                ),
             )
         except KeyError:
             return
@@ -123,7 +130,7 @@ async def _submit_one(
         limiter_wait(rt, "runware", waited)  # counted for requests sent, not for slots given back unused
         try:
             with provider_call(rt, "runware", "infer"):
-                outcome = await runware.infer_or_recover(task, maybe_sent=claim.lapsed)
+                outcome = await runware.infer_or_recover(task, maybe_sent=claim.recover)
         except ProviderRejected as exc:
             reason = f"Runware rejected the task: {exc}"
             await writes.apply(rt, batch_id, lambda b: reject_group(b, no, reason))
@@ -139,6 +146,10 @@ async def _submit_one(
             await writes.apply(rt, batch_id, lambda b: reject_group(b, no, reason))
             return
     await apply_outcome(rt, batch_id, claim, task, outcome, writes=writes)
+
+
+def _new_task_uuid() -> str:
+    return str(uuid.uuid4())
 
 
 def _task(rt: Runtime, request: ImageBatchCreate, claim: Claim) -> ImageTask:
@@ -157,56 +168,102 @@ def _task(rt: Runtime, request: ImageBatchCreate, claim: Claim) -> ImageTask:
     )
 
 
+#: What recording an outcome asks of the caller: submit the batch's images again, and a file to remove.
+Followup = tuple[bool, str | None]
+
+
 async def apply_outcome(
     rt: Runtime, batch_id: str, claim: Claim, task: ImageTask, outcome: InferenceOutcome, *, writes: BatchWrites
 ) -> None:
     """Store the image (or record the task's error) for one claimed image: the one transition for results.
 
     Fetching and storing the image runs in a thread; the batch write goes through ``writes``, combined with
-    the other images of the batch that finish at the same time.
+    the other images of the batch that finish at the same time. A stored image the record did not take
+    (another delivery of it won) is removed.
     """
     transition = await asyncio.to_thread(outcome_transition, rt, batch_id, claim, task, outcome)
-    if transition is not None and await writes.apply(rt, batch_id, transition):
+    if transition is None:
+        return
+    again, unrecorded = await writes.apply(rt, batch_id, transition)
+    if unrecorded:
+        await asyncio.to_thread(rt.artifacts.delete, unrecorded)
+    if again:
         await asyncio.to_thread(enqueueing.submit_images, rt, batch_id)
 
 
 def outcome_transition(
     rt: Runtime, batch_id: str, claim: Claim, task: ImageTask, outcome: InferenceOutcome
-) -> Transition[bool] | None:
+) -> Transition[Followup] | None:
     """Store the image of a claimed task's outcome (blocking) and return the transition recording it.
 
-    The transition's result says whether the image must be submitted again; ``None``: nothing to record yet.
+    ``None``: nothing to record yet. A refused, dead, oversized or empty output fails the image at once (a
+    retry cannot mend it); a download that failed for now uses one of its attempts, and the next one asks
+    Runware for the same result (``getResponse``) instead of paying again.
     """
-    index = claim.indexes[0]
+    index, attempts = claim.indexes[0], rt.settings.provider_attempts
     results = outcome.results_for(task.task_uuid)
     if results:
-        result = results[0]
-        data = result.image_bytes()
-        if data is None and result.image_url:
-            settings = rt.settings
-            data = fetch_bytes(
-                rt.http, result.image_url, allow_hosts=settings.fetch_allow_hosts, max_bytes=settings.max_fetch_bytes
+        try:
+            item = _store_image(rt, batch_id, index, task, results)
+        except ProviderRejected as exc:
+            unusable = f"unusable Runware output: {exc.message}"
+            return lambda b: (
+                reject_group(b, claim.no, unusable, FailureCode.UNUSABLE_OUTPUT, attempt=claim.attempt)[0],
+                (False, None),
             )
-        if data:
-            fmt = ImageFormat(task.output_format)
-            key = artifact_key(batch_id, index, fmt)
-            size = rt.artifacts.put(key, data)
-            item = ItemResult(
-                index=index,
-                artifact=key,
-                content_type=fmt.content_type,
-                size_bytes=size,
-                cost=sum(r.cost or 0.0 for r in results) if any(r.cost is not None for r in results) else None,
-                provider_id=task.task_uuid,
-            )
-            return lambda b: (complete_group(b, claim.no, [item])[0], False)
+        except ProviderUnavailable as exc:
+            unfetched = f"Runware output not fetched: {exc.message}"
+            return lambda b: _failed(b, claim, unfetched, attempts, code=FailureCode.UNUSABLE_OUTPUT, keep=True)
+        return lambda b: _completed(b, claim.no, item, attempts)
     error = outcome.error_for(task.task_uuid)
     if error is None and task.task_uuid in outcome.processing:
         return None  # still running at Runware: the lapsing claim brings the reconciler back to ask again
     reason = f"Runware {error.code}: {error.message}" if error else "Runware returned no image for the task"
-    return lambda b: fail_attempt(
-        b, claim.no, claim.attempt, reason, max_failures=rt.settings.provider_attempts, retry_at=time.time()
+    return lambda b: _failed(b, claim, reason, attempts, code=FailureCode.PROVIDER_FAILED, keep=False)
+
+
+def _store_image(rt: Runtime, batch_id: str, index: int, task: ImageTask, results: list[ImageResult]) -> ItemResult:
+    result = results[0]
+    data = result.image_bytes()
+    if data is None and result.image_url:
+        settings = rt.settings
+        data = fetch_bytes(
+            rt.http, result.image_url, allow_hosts=settings.fetch_allow_hosts, max_bytes=settings.max_fetch_bytes
+        )
+    if not data:
+        raise ProviderRejected("Runware returned an empty image", provider="runware")
+    fmt = ImageFormat(task.output_format)
+    key = artifact_key(batch_id, index, fmt, delivery_tag())
+    return ItemResult(
+        index=index,
+        artifact=key,
+        content_type=fmt.content_type,
+        size_bytes=rt.artifacts.put(key, data),
+        cost=sum(r.cost or 0.0 for r in results) if any(r.cost is not None for r in results) else None,
+        provider_id=task.task_uuid,
     )
+
+
+def _completed(batch: Batch, no: int, item: ItemResult, attempts: int) -> tuple[Effects, Followup]:
+    effects, _ = complete_group(batch, no, [item], max_attempts=attempts, now=time.time())
+    recorded = batch.item(item.index).artifact == item.artifact
+    return effects, (False, None if recorded else item.artifact)
+
+
+def _failed(
+    batch: Batch, claim: Claim, reason: str, attempts: int, *, code: FailureCode, keep: bool
+) -> tuple[Effects, Followup]:
+    effects, again = fail_attempt(
+        batch,
+        claim.no,
+        claim.attempt,
+        reason,
+        max_attempts=attempts,
+        retry_at=time.time(),
+        code=code,
+        keep_submission=keep,
+    )
+    return effects, (again, None)
 
 
 def reconcile_group(rt: Runtime, batch_id: str, no: int) -> None:
@@ -215,6 +272,8 @@ def reconcile_group(rt: Runtime, batch_id: str, no: int) -> None:
     batch = rt.batches.load(batch_id)
     if batch is None or batch.status.terminal or not 0 <= no < len(batch.groups) or batch.group(no).status.terminal:
         rt.redis.zrem(rt.batches.due_key, member)
+        return
+    if past_deadline(rt, batch):
         return
     group = batch.group(no)
     if group.status is GroupStatus.SUBMITTING and (group.claim_until or 0) > time.time():

@@ -33,7 +33,15 @@ def create_batch(
     check_limits(body, rt.settings)
     indexes = [image.index or 0 for image in body.images]
     batch = new_batch(
-        new_id("img"), "img", indexes, 1, body.model_dump(mode="json"), video_id=body.video_id, job_id=job_id
+        new_id("img"),
+        "img",
+        indexes,
+        1,
+        body.model_dump(mode="json"),
+        video_id=body.video_id,
+        job_id=job_id,
+        deadline_s=rt.settings.imagegen_deadline_s,
+        now=time.time(),
     )
     effects = Effects(due=open_groups_due(batch, time.time() + rt.settings.reconcile_after_s))
     idem = (idempotency_key, request_hash(body)) if idempotency_key else None
@@ -71,6 +79,6 @@ def to_status(batch: Batch) -> ImageBatchStatus:
     )
 
 
-def artifact_key(batch_id: str, index: int, fmt: ImageFormat) -> str:
-    """Where an image is stored."""
-    return f"img/{batch_id}/{index}.{fmt.extension}"
+def artifact_key(batch_id: str, index: int, fmt: ImageFormat, delivery: str) -> str:
+    """Where one delivery of an image is stored (each delivery its own file: see ``delivery_tag``)."""
+    return f"img/{batch_id}/{index}-{delivery}.{fmt.extension}"

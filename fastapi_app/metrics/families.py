@@ -122,6 +122,14 @@ LIMITER_WAIT = Family(
     ("limiter",),
     WAIT_BUCKETS,
 )
+TERMINAL_FAILURES = Family(
+    "strangler_terminal_failures",
+    "counter",
+    "Batches (a pipeline step's, or created through the API) that failed for good, by phase and reason code: "
+    "rejected, unusable_output, missing_output, provider_failed, attempts_exhausted, unreachable, deadline "
+    "(and builder_failed for segments).",
+    ("phase", "reason"),
+)
 BRIDGE_EVENT_KINDS = ("service", "fallback", "shadow_match", "shadow_mismatch", "shadow_error", "shadow_skipped")
 BRIDGE_EVENTS = Family(
     "strangler_bridge_events",
@@ -143,6 +151,7 @@ FAMILIES: dict[str, Family] = {
         PROVIDER_LATENCY,
         STEP_DURATION,
         LIMITER_WAIT,
+        TERMINAL_FAILURES,
         BRIDGE_EVENTS,
     )
 }

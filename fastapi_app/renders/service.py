@@ -16,7 +16,17 @@ def create_render(
     rt: Runtime, body: VideoRenderCreate, *, idempotency_key: str | None, job_id: str | None = None
 ) -> tuple[Batch, bool]:
     """Store a new render (a batch of one item). Returns ``(batch, created)``."""
-    batch = new_batch(new_id("vid"), "vid", [0], 1, body.model_dump(mode="json"), video_id=body.video_id, job_id=job_id)
+    batch = new_batch(
+        new_id("vid"),
+        "vid",
+        [0],
+        1,
+        body.model_dump(mode="json"),
+        video_id=body.video_id,
+        job_id=job_id,
+        deadline_s=rt.settings.video_deadline_s,
+        now=time.time(),
+    )
     effects = Effects(due=open_groups_due(batch, time.time() + rt.settings.reconcile_after_s))
     idem = (idempotency_key, request_hash(body)) if idempotency_key else None
     return rt.batches.create(batch, effects, idem=idem, index="vid")
@@ -41,6 +51,6 @@ def to_status(batch: Batch) -> VideoRenderStatus:
     )
 
 
-def artifact_key(batch_id: str) -> str:
-    """Where the rendered video is stored."""
-    return f"vid/{batch_id}/video.mp4"
+def artifact_key(batch_id: str, delivery: str) -> str:
+    """Where one delivery of the rendered video is stored (each delivery its own file: see ``delivery_tag``)."""
+    return f"vid/{batch_id}/video-{delivery}.mp4"

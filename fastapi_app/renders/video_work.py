@@ -20,13 +20,15 @@ import time
 import httpx
 
 from fastapi_app import enqueueing
-from fastapi_app.batch_ops import update_batch
+from fastapi_app.batch_ops import discard_unrecorded, past_deadline, update_batch
 from fastapi_app.batches import (
     Batch,
+    FailureCode,
     GroupStatus,
     ItemResult,
     claim_group,
     complete_group,
+    delivery_tag,
     due_member,
     fail_attempt,
     record_submission,
@@ -90,13 +92,18 @@ def submit(rt: Runtime, batch_id: str) -> None:
     """Claim the render and send it to the video service (its id recorded first), once its assets can be fetched."""
     if _held_for_assets(rt, batch_id):
         return
-    lease = rt.settings.reconcile_after_s
+    lease, attempts = rt.settings.reconcile_after_s, rt.settings.provider_attempts
     try:
         batch, claim = update_batch(
             rt,
             batch_id,
             lambda b: claim_group(
-                b, 0, now=time.time(), lease_s=lease, new_provider_id=lambda: f"{batch_id}-{secrets.token_hex(4)}"
+                b,
+                0,
+                now=time.time(),
+                lease_s=lease,
+                max_attempts=attempts,
+                new_provider_id=lambda: f"{batch_id}-{secrets.token_hex(4)}",
             ),
         )
     except KeyError:
@@ -139,6 +146,8 @@ def reconcile(rt: Runtime, batch_id: str) -> None:
     if batch is None or batch.status.terminal:
         rt.redis.zrem(rt.batches.due_key, member)
         return
+    if past_deadline(rt, batch):
+        return
     group = batch.group(0)
     now = time.time()
     if group.status is GroupStatus.PENDING or (
@@ -161,32 +170,53 @@ def reconcile(rt: Runtime, batch_id: str) -> None:
         rt.redis.zadd(rt.batches.due_key, {member: now + rt.settings.reconcile_after_s})
         return
     if status.status is RenderState.COMPLETED:
-        _collect(rt, batch_id, render_id, status.video_url)
+        _collect(rt, batch_id, group.attempt, render_id, status.video_url)
     elif status.status.terminal:
         _fail(rt, batch_id, group.attempt, f"render {status.status.value}: {status.error or 'no reason given'}")
     else:
         rt.redis.zadd(rt.batches.due_key, {member: now + min(rt.settings.reconcile_after_s, 2.0)})
 
 
-def _collect(rt: Runtime, batch_id: str, render_id: str, video_url: str | None) -> None:
-    key = artifact_key(batch_id)
+def _collect(rt: Runtime, batch_id: str, attempt: int, render_id: str, video_url: str | None) -> None:
+    """Store the finished video under this delivery's own key and record it (or remove it if another won)."""
+    key = artifact_key(batch_id, delivery_tag())
     with tempfile.TemporaryFile() as buffer:
         try:
             rt.video.download(video_url or render_id, buffer)
-        except ProviderError as exc:
+        except ProviderRejected as exc:  # a retry cannot mend it: refused, dead or oversized
+            reason = f"unusable video output: {exc.message}"
+            update_batch(rt, batch_id, lambda b: reject_group(b, 0, reason, FailureCode.UNUSABLE_OUTPUT))
+            return
+        except ProviderError as exc:  # for now: the next attempt sends the same render id and collects it again
             log.warning("video download of %s failed: %s", render_id, exc)
+            _fail(rt, batch_id, attempt, f"video not fetched: {exc.message}", keep_submission=True)
             return
         buffer.seek(0)
         size = rt.artifacts.put(key, iter(lambda: buffer.read(1 << 20), b""))
     result = ItemResult(index=0, artifact=key, content_type="video/mp4", size_bytes=size, provider_id=render_id)
-    update_batch(rt, batch_id, lambda b: complete_group(b, 0, [result]))
+    attempts = rt.settings.provider_attempts
+    after, _ = update_batch(
+        rt, batch_id, lambda b: complete_group(b, 0, [result], max_attempts=attempts, now=time.time())
+    )
+    discard_unrecorded(rt, after, [result])
 
 
-def _fail(rt: Runtime, batch_id: str, attempt: int, reason: str) -> None:
+def _fail(rt: Runtime, batch_id: str, attempt: int, reason: str, *, keep_submission: bool = False) -> None:
+    attempts = rt.settings.provider_attempts
+    code = FailureCode.UNUSABLE_OUTPUT if keep_submission else FailureCode.PROVIDER_FAILED
     _, again = update_batch(
         rt,
         batch_id,
-        lambda b: fail_attempt(b, 0, attempt, reason, max_failures=rt.settings.provider_attempts, retry_at=time.time()),
+        lambda b: fail_attempt(
+            b,
+            0,
+            attempt,
+            reason,
+            max_attempts=attempts,
+            retry_at=time.time(),
+            code=code,
+            keep_submission=keep_submission,
+        ),
     )
     if again:
         enqueueing.submit_render(rt, batch_id)

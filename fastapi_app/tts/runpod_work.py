@@ -18,14 +18,16 @@ from collections.abc import Iterator, Sequence
 import httpx
 
 from fastapi_app import enqueueing
-from fastapi_app.batch_ops import Transition, update_batch, update_batch_many
+from fastapi_app.batch_ops import Transition, discard_unrecorded, past_deadline, update_batch, update_batch_many
 from fastapi_app.batches import (
     Batch,
     Claim,
+    FailureCode,
     GroupStatus,
     ItemResult,
     claim_group,
     complete_group,
+    delivery_tag,
     due_member,
     fail_attempt,
     record_submission,
@@ -88,11 +90,16 @@ def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
     """
     now = time.time()
     lease = rt.settings.reconcile_after_s
+    attempts = rt.settings.provider_attempts
     try:
-        batch, claim = update_batch(rt, batch_id, lambda b: claim_group(b, no, now=now, lease_s=lease))
+        batch, claim = update_batch(
+            rt, batch_id, lambda b: claim_group(b, no, now=now, lease_s=lease, max_attempts=attempts)
+        )
     except KeyError:
         return
     if claim is None:
+        return
+    if claim.recover and claim.provider_id and _recovered(rt, batch_id, claim):
         return
     request = TtsBatchCreate.model_validate(batch.request)
     chunks = {chunk.index: chunk for chunk in request.chunks}
@@ -104,7 +111,7 @@ def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
         with _claim_kept(rt, batch_id, claim, lease), provider_call(rt, "runpod", "run"):
             job = rt.runpod.run(payload, webhook=webhook_url(rt, batch_id, no, claim.attempt))
     except (ProviderRejected, ProviderAuthError, ProviderNotFound) as exc:  # 4xx: retrying cannot help
-        reason = str(exc)
+        reason = f"RunPod rejected the job: {exc}"
         log.warning("runpod rejected batch %s group %s: %s", batch_id, no, reason)
         update_batch(rt, batch_id, lambda b: reject_group(b, no, reason))
         return
@@ -115,11 +122,51 @@ def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
         reason = str(exc)
         update_batch(rt, batch_id, lambda b: release_claim(b, claim, reason, now=time.time()))
         return
-    update_batch(
+    after, _ = update_batch(
         rt,
         batch_id,
         lambda b: record_submission(b, claim, job.id, now=time.time(), reconcile_after_s=rt.settings.reconcile_after_s),
     )
+    if after.group(no).status is GroupStatus.CANCELLED:
+        _cancel_at_runpod(rt, job.id)  # cancelled while the call was in flight: nobody wants this work
+
+
+def _cancel_at_runpod(rt: Runtime, job_id: str) -> None:
+    try:
+        with provider_call(rt, "runpod", "cancel"):
+            rt.runpod.cancel(job_id)
+    except ProviderError as exc:
+        log.info("runpod cancel of %s failed: %s", job_id, exc)
+
+
+def _recovered(rt: Runtime, batch_id: str, claim: Claim) -> bool:
+    """Before paying again, ask RunPod about the group's earlier job: apply its result, or adopt it if running.
+
+    Returns whether the claim was resolved that way (``False``: the earlier job has nothing to give, submit).
+    """
+    job_id = claim.provider_id or ""
+    try:
+        with provider_call(rt, "runpod", "status"):
+            job = rt.runpod.status(job_id)
+    except ProviderNotFound:
+        return False
+    except ProviderError as exc:
+        log.warning("runpod status of earlier job %s failed (%s); leaving the claim to lapse", job_id, exc)
+        return True  # its outcome is unknown: the reconciler asks again when the claim lapses
+    if job.status is RunPodStatus.COMPLETED:
+        applied = apply_jobs(rt, batch_id, [(claim.no, claim.attempt, job)])[0]
+        log.info("batch %s group %s: earlier RunPod job %s reused (applied: %s)", batch_id, claim.no, job_id, applied)
+        return True
+    if not job.status.terminal:  # still queued or running: wait for it instead of paying for another
+        update_batch(
+            rt,
+            batch_id,
+            lambda b: record_submission(
+                b, claim, job_id, now=time.time(), reconcile_after_s=rt.settings.reconcile_after_s
+            ),
+        )
+        return True
+    return False
 
 
 @contextlib.contextmanager
@@ -176,40 +223,72 @@ def apply_job(rt: Runtime, batch_id: str, no: int, attempt: int, job: RunPodJob)
 def apply_jobs(rt: Runtime, batch_id: str, deliveries: Sequence[Delivery]) -> list[bool]:
     """Apply several status objects for groups of one batch; whether each was applied, in order.
 
-    Every output is stored first; then all completions are written in one update of the batch record
-    (webhooks of one batch tend to arrive together, and parsing and rewriting the record is the main cost).
+    Every output is stored first, each delivery under its own keys; then all completions are written in one
+    update of the batch record (webhooks of one batch tend to arrive together, and parsing and rewriting the
+    record is the main cost), and the files of deliveries that lost to another are removed. A result for a
+    cancelled or failed group is stored too: it is paid for, and a retry uses it.
     """
     applied = [False] * len(deliveries)
     batch = rt.batches.load(batch_id)
     if batch is None:
         return applied  # unknown or expired: a late delivery changes nothing
     fmt = AudioFormat(batch.request.get("format", "wav"))
+    attempts, now = rt.settings.provider_attempts, time.time()
     completions: list[tuple[int, Transition[bool]]] = []
+    stored: list[ItemResult] = []
     for position, (no, attempt, job) in enumerate(deliveries):
-        if not job.status.terminal or not 0 <= no < len(batch.groups) or batch.group(no).status.terminal:
-            continue  # not final, or no such group, or already applied: a duplicate or late delivery
+        if not job.status.terminal or not 0 <= no < len(batch.groups) or not _open_items(batch, no):
+            continue  # not final, or no such group, or every item has its result: a duplicate or late delivery
+        if batch.group(no).status.terminal and job.status is not RunPodStatus.COMPLETED:
+            continue  # a cancelled or failed group: only a result is worth keeping
         applied[position] = True
         if job.status is not RunPodStatus.COMPLETED:
             _fail(rt, batch_id, no, attempt, describe_failure(job))
             continue
         try:
-            results = _store_outputs(rt, batch_id, batch.group(no).indexes, fmt, job)
-        except ProviderRejected as exc:
-            _fail(rt, batch_id, no, attempt, f"unusable RunPod output: {exc.message}")
+            results = _store_outputs(rt, batch_id, _open_items(batch, no), fmt, job)
+        except ProviderRejected as exc:  # a retry cannot mend it: refused or dead URL, invalid or oversized
+            reason = f"unusable RunPod output: {exc.message}"
+            update_batch(
+                rt, batch_id, functools.partial(reject_group, no=no, error=reason, code=FailureCode.UNUSABLE_OUTPUT)
+            )
             continue
-        completions.append((position, functools.partial(complete_group, no=no, results=results)))
+        except ProviderUnavailable as exc:  # fetching it failed for now: the next attempt asks RunPod again
+            _fail(rt, batch_id, no, attempt, f"RunPod output not fetched: {exc.message}", keep_submission=True)
+            continue
+        stored.extend(results)
+        completions.append(
+            (position, functools.partial(complete_group, no=no, results=results, max_attempts=attempts, now=now))
+        )
     if completions:
-        _, done = update_batch_many(rt, batch_id, [transition for _, transition in completions])
+        after, done = update_batch_many(rt, batch_id, [transition for _, transition in completions])
+        discard_unrecorded(rt, after, stored)
         for (position, _), ok in zip(completions, done, strict=True):
             applied[position] = ok
+        if any(g.status is GroupStatus.PENDING for g in after.groups) and not after.status.terminal:
+            enqueueing.submit_tts(rt, batch_id)  # items an output lacked go out again
     return applied
 
 
-def _fail(rt: Runtime, batch_id: str, no: int, attempt: int, reason: str) -> None:
-    max_failures = rt.settings.provider_attempts
-    _, again = update_batch(
-        rt, batch_id, lambda b: fail_attempt(b, no, attempt, reason, max_failures=max_failures, retry_at=time.time())
+def _open_items(batch: Batch, no: int) -> list[int]:
+    """The group's items still without a result."""
+    return [index for index in batch.group(no).indexes if batch.item(index).artifact is None]
+
+
+def _fail(rt: Runtime, batch_id: str, no: int, attempt: int, reason: str, *, keep_submission: bool = False) -> None:
+    attempts = rt.settings.provider_attempts
+    code = FailureCode.UNUSABLE_OUTPUT if keep_submission else FailureCode.PROVIDER_FAILED
+    transition = functools.partial(
+        fail_attempt,
+        no=no,
+        attempt=attempt,
+        reason=reason,
+        max_attempts=attempts,
+        retry_at=time.time(),
+        code=code,
+        keep_submission=keep_submission,
     )
+    _, again = update_batch(rt, batch_id, transition)
     if again:
         enqueueing.submit_tts(rt, batch_id)
 
@@ -231,12 +310,26 @@ def _store_outputs(
 ) -> list[ItemResult]:
     if not job.has_output:
         raise ProviderRejected("RunPod reported COMPLETED without any output", provider="runpod")
+    results: list[ItemResult] = []
+    try:
+        _store_chunks(rt, batch_id, indexes, fmt, job, into=results)
+    except BaseException:
+        for result in results:  # nothing half-stored: the files of this delivery go with it
+            rt.artifacts.delete(result.artifact)
+        raise
+    return results
+
+
+def _store_chunks(
+    rt: Runtime, batch_id: str, indexes: list[int], fmt: AudioFormat, job: RunPodJob, *, into: list[ItemResult]
+) -> None:
     wanted = set(indexes)
-    results = []
+    delivery = delivery_tag()
     for chunk in parse_tts_output(job.output):
         if chunk.index not in wanted:
             continue
-        key = artifact_key(batch_id, chunk.index, fmt)
+        wanted.discard(chunk.index)  # a chunk listed twice in one output is stored once
+        key = artifact_key(batch_id, chunk.index, fmt, delivery)
         size: int | None = None
         if chunk.audio_url and not chunk.audio_base64:
             # A download goes straight to the store, so a 50 MB file never sits in the worker's memory; the WAV
@@ -258,7 +351,7 @@ def _store_outputs(
                 raise ProviderRejected(f"chunk {chunk.index}: {exc}", provider="runpod") from None
         if size is None:
             size = rt.artifacts.put(key, data)
-        results.append(
+        into.append(
             ItemResult(
                 index=chunk.index,
                 artifact=key,
@@ -268,7 +361,6 @@ def _store_outputs(
                 provider_id=job.id,
             )
         )
-    return results
 
 
 def _audio_bytes(audio_base64: str | None) -> bytes:
@@ -286,6 +378,8 @@ def reconcile_group(rt: Runtime, batch_id: str, no: int) -> None:
     batch = rt.batches.load(batch_id)
     if batch is None or batch.status.terminal or not 0 <= no < len(batch.groups) or batch.group(no).status.terminal:
         rt.redis.zrem(rt.batches.due_key, member)
+        return
+    if past_deadline(rt, batch):
         return
     group = batch.group(no)
     now = time.time()

@@ -39,6 +39,8 @@ def create_batch(
         body.model_dump(mode="json"),
         video_id=body.video_id,
         job_id=job_id,
+        deadline_s=rt.settings.tts_deadline_s,
+        now=time.time(),
     )
     # Every group is due for a look even before it is submitted: if the API dies between storing the batch
     # and enqueueing its submission, the reconciler submits it.
@@ -81,6 +83,6 @@ def to_status(batch: Batch) -> TtsBatchStatus:
     )
 
 
-def artifact_key(batch_id: str, index: int, fmt: AudioFormat) -> str:
-    """Where a chunk's audio is stored."""
-    return f"tts/{batch_id}/{index}.{fmt.value}"
+def artifact_key(batch_id: str, index: int, fmt: AudioFormat, delivery: str) -> str:
+    """Where one delivery of a chunk's audio is stored (each delivery its own file: see ``delivery_tag``)."""
+    return f"tts/{batch_id}/{index}-{delivery}.{fmt.value}"

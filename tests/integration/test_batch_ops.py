@@ -25,7 +25,7 @@ def rt(settings: Settings, redis_client: redis.Redis) -> Iterator[Runtime]:
 
 
 def _claim(no: int, now: float) -> Transition[Claim | None]:
-    return lambda batch: claim_group(batch, no, now=now, lease_s=30.0)
+    return lambda batch: claim_group(batch, no, now=now, lease_s=30.0, max_attempts=3)
 
 
 def test_transitions_apply_in_order_as_one_write(rt: Runtime) -> None:

@@ -40,11 +40,11 @@ def test_a_batchs_images_arriving_together_are_claimed_and_completed_in_one_writ
     now = time.time()
 
     async def claim(writes: BatchWrites, no: int) -> Claim | None:
-        return await writes.apply(rt, batch.id, lambda b: claim_group(b, no, now=now, lease_s=30.0))
+        return await writes.apply(rt, batch.id, lambda b: claim_group(b, no, now=now, lease_s=30.0, max_attempts=3))
 
     async def complete(writes: BatchWrites, no: int) -> bool:
         item = ItemResult(index=no, artifact=f"a/{no}.png", content_type="image/png", size_bytes=1)
-        return await writes.apply(rt, batch.id, lambda b: complete_group(b, no, [item]))
+        return await writes.apply(rt, batch.id, lambda b: complete_group(b, no, [item], max_attempts=3, now=0.0))
 
     async def scenario() -> tuple[list[Claim | None], list[bool]]:
         writes = BatchWrites()

@@ -118,7 +118,10 @@ def test_long_poll_returns_as_soon_as_the_batch_changes(client: TestClient, sett
     def change_later() -> None:
         time.sleep(0.3)
         store.update(
-            created["id"], lambda b: complete_group(b, 0, [_result(created["id"], 0), _result(created["id"], 1)])
+            created["id"],
+            lambda b: complete_group(
+                b, 0, [_result(created["id"], 0), _result(created["id"], 1)], max_attempts=3, now=time.time()
+            ),
         )
 
     started = time.monotonic()
