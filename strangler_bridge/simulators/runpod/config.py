@@ -62,6 +62,10 @@ class WebhookFaults(_Knobs):
     )
     reorder_batch: int = Field(2, ge=2, description="How many held webhooks are released together.")
     empty_body_rate: float = Field(0.0, ge=0, le=1, description="Probability that a delivery has an empty body.")
+    differing_duplicates: bool = Field(
+        False,
+        description="Each extra copy carries different audio (longer, with its own duration_s), as a re-run would.",
+    )
 
     _durations = field_validator("extra_delay_s")(_check_duration)
 
@@ -87,6 +91,9 @@ class RunPodSimConfig(_Knobs):
     public_url: str | None = Field(None, description="Base of audio URLs; default: the URL the job was sent to.")
     aggregate_stream: bool = Field(True, description="A generator handler's output is the list of its yields.")
     max_output_bytes: int = Field(20_000_000, gt=0, description="Larger results complete with no output.")
+    partial_outputs: int = Field(
+        0, ge=0, description="The next N outputs of two or more chunks each lack their last chunk (a faulty handler)."
+    )
     # --- RunPod's limits and policies ---------------------------------------------------------------
     max_run_bytes: int = Field(10_000_000, gt=0, description="Largest /run body (413 above).")
     max_runsync_bytes: int = Field(20_000_000, gt=0, description="Largest /runsync body (413 above).")

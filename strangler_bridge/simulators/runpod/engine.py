@@ -291,7 +291,7 @@ class RunPodEngine:
             error = "execution timeout exceeded" if status is RunPodStatus.FAILED else None
             self._finish(job, status, Outcome(error=error))
         else:
-            outcome = _checked_output(outcome, config.max_output_bytes)
+            outcome = self._maybe_partial(_checked_output(outcome, config.max_output_bytes), config)
             self._finish(job, RunPodStatus.FAILED if outcome.error else RunPodStatus.COMPLETED, outcome)
         finally:
             if self._busy.get(slot) is job:
@@ -306,6 +306,19 @@ class RunPodEngine:
             reason = f"simulated failure (execution {executions} of this input)"
             return Outcome(error=exception_error(SimulatedFailure(reason)))
         return await invoke(self._handler, job.worker_job(), aggregate_stream=config.aggregate_stream)
+
+    def _maybe_partial(self, outcome: Outcome, config: RunPodSimConfig) -> Outcome:
+        """Drop the last chunk of a TTS output while ``partial_outputs`` asks for more such outputs."""
+        output = outcome.output
+        chunks = output.get("chunks") if isinstance(output, dict) else None
+        if (
+            not isinstance(chunks, list)
+            or len(chunks) < 2
+            or self.counters.events["partial_outputs"] >= config.partial_outputs
+        ):
+            return outcome
+        self.counters.events["partial_outputs"] += 1
+        return Outcome(output={**output, "chunks": chunks[:-1]})
 
     # --- endings ----------------------------------------------------------------------------------
     def _finish(self, job: SimJob, status: RunPodStatus, outcome: Outcome) -> None:

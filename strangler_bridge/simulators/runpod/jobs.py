@@ -21,6 +21,7 @@ WEBHOOK_COUNTERS = (
     "duplicated",
     "held",
     "empty_bodies",
+    "differing",
 )
 
 
@@ -143,5 +144,6 @@ class Counters:
             "purged": self.events["purged"],
             "responses_429": self.events["responses_429"],
             "injected_faults": self.events["injected_faults"],
+            "partial_outputs": self.events["partial_outputs"],
             "webhooks": {name: self.webhooks[name] for name in WEBHOOK_COUNTERS},
         }

@@ -7,6 +7,7 @@ RunPod tries up to ``webhook_retries`` more times, ``webhook_retry_delay_s`` apa
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 from collections import Counter
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from strangler_bridge.audio import tone_wav
 from strangler_bridge.simulators.runpod.config import RunPodSimConfig, sample
 
 
@@ -70,7 +72,10 @@ class WebhookSender:
         body = json.dumps(payload).encode()
         copies = 1 + faults.duplicates
         self.counters["duplicated"] += faults.duplicates
-        for _ in range(copies):
+        for copy in range(copies):
+            if copy and faults.differing_duplicates:
+                body = json.dumps(_differing(payload, copy)).encode()
+                self.counters["differing"] += 1
             delivery = Delivery(url, body)
             if faults.reorder == "none":
                 self._spawn(self._deliver(delivery))
@@ -131,3 +136,20 @@ class WebhookSender:
         ok = response.status_code == 200 if config.webhook_strict_200 else response.is_success
         self.counters["failed_attempts"] += int(not ok)
         return ok
+
+
+def _differing(payload: dict[str, Any], copy: int) -> dict[str, Any]:
+    """The payload with every base64 chunk's audio made anew, ``copy`` halves longer (a re-run's different take)."""
+    output = payload.get("output")
+    chunks = output.get("chunks") if isinstance(output, dict) else None
+    if not isinstance(output, dict) or not isinstance(chunks, list):
+        return payload
+    changed = []
+    for chunk in chunks:
+        if isinstance(chunk, dict) and chunk.get("audio_base64") and isinstance(chunk.get("duration_s"), (int, float)):
+            duration = round(float(chunk["duration_s"]) * (1 + 0.5 * copy), 3)
+            audio = base64.b64encode(tone_wav(duration, frequency=330.0)).decode("ascii")
+            changed.append({**chunk, "audio_base64": audio, "duration_s": duration})
+        else:
+            changed.append(chunk)
+    return {**payload, "output": {**output, "chunks": changed}}
