@@ -51,7 +51,13 @@ from fastapi_app.limiter import Limiter
 from fastapi_app.metrics.recorders import limiter_wait, provider_call
 from fastapi_app.runtime import Runtime
 from strangler_bridge.contracts.images import ImageBatchCreate, ImageFormat
-from strangler_bridge.errors import ProviderError, ProviderRateLimited, ProviderRejected, ProviderUnavailable
+from strangler_bridge.errors import (
+    InvalidInput,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from strangler_bridge.fetch import fetch_bytes
 from strangler_bridge.providers.runware import AsyncRunwareClient, ImageResult, ImageTask, InferenceOutcome
 
@@ -126,7 +132,12 @@ async def _submit_one(
             return
         if claim is None or claim.provider_id is None:
             return
-        task = _task(rt, request, claim)
+        try:
+            task = _task(rt, request, claim)
+        except InvalidInput as exc:  # a value outside a range Runware documents: it would reject the task for good
+            refused = f"Runware would reject the task: {exc.message}"
+            await writes.apply(rt, batch_id, lambda b: reject_group(b, no, refused, attempt=claim.attempt))
+            return
         limiter_wait(rt, "runware", waited)  # counted for requests sent, not for slots given back unused
         try:
             with provider_call(rt, "runware", "infer"):

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from strangler_bridge.cli.devstack import DevStack
+from strangler_bridge.providers.runware_models import MAX_SEED
 from tests.support.stack import StackFactory, create, follow, tts_body
 from tests.support.waiting import wait_for
 
@@ -72,6 +73,22 @@ def test_a_request_runware_rejects_for_good_fails_at_once_with_runwares_message(
     assert stack.counters("runware")["tasks_received"] <= 1
 
 
+def test_a_value_runware_refuses_is_refused_up_front_or_fails_the_image_at_once(make_stack: StackFactory) -> None:
+    stack = make_stack(provider_attempts=3)
+    body = {"images": [{"prompt": "a lighthouse", "seed": MAX_SEED + 1}]}
+    with stack.client() as client:
+        response = client.post("/imagegen/batch", json=body)
+        if response.status_code == 422:  # the contract knows Runware's range
+            assert response.json()["error"]["field"] == "images.0.seed", response.text
+            return
+        assert response.status_code == 202, response.text
+        status = follow(client, f"/imagegen/batch/{response.json()['id']}", timeout=60)
+    assert status["status"] == "failed", status
+    image = status["images"][0]
+    assert "seed" in image["error"] and image["attempts"] == 1, image
+    assert stack.counters("runware")["tasks_received"] == 0
+
+
 def test_a_partial_runpod_output_resubmits_only_the_missing_chunks(make_stack: StackFactory) -> None:
     stack = make_stack(tts_group_size=3, runpod={"partial_outputs": 1})
     created = create(stack, "/tts/batch", tts_body(3))
@@ -105,9 +122,7 @@ def test_audio_finished_while_a_job_is_cancelled_is_kept_and_the_retry_does_not_
     stack = make_stack(reconcile_after_s=60.0, runpod={"webhook_faults": {"extra_delay_s": 1.5}})
     with stack.client() as client:
         job = client.post("/jobs", json=_job_body(2)).json()
-        wait_for(
-            lambda: stack.counters("runpod")["outcomes"].get("COMPLETED", 0) >= 1, timeout=30, what="RunPod done"
-        )
+        wait_for(lambda: stack.counters("runpod")["outcomes"].get("COMPLETED", 0) >= 1, timeout=30, what="RunPod done")
         assert client.post(f"/jobs/{job['id']}/cancel").status_code in (200, 202)
         batch_id = client.get(f"/jobs/{job['id']}").json()["steps"][0]["batch_id"]
 
