@@ -7,19 +7,26 @@ disruption (kill a worker, restart Redis, ...) and follows every job to the end.
 - jobs completed out of those submitted, and the stated reason of every job that did not complete;
 - duplicate paid submissions, from the simulators' own counters (a provider asked to run the same work twice);
 - lost artifacts: every completed job's ``segments.json``, audio, images and video are downloaded through the API
-  and checked (a file that is missing, empty or not what its type says counts as lost).
+  and checked (a file that is missing, empty or not what its type says counts as lost);
+- stored-versus-recorded mismatches: every item recorded as done, in any job, is downloaded and compared with
+  its record (size, and the duration measured from the WAV data for audio).
+
+Most scenarios must end with every job completed; a scenario whose fault no retry can mend (``ends="failed"``)
+must end with every job failed, each stating the scenario's ``reason``, within the deadline.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import uuid
+import wave
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -65,6 +72,7 @@ class Outcome:
     failures: Counter[str] = field(default_factory=Counter)  # stated reason -> jobs
     duplicates: dict[str, int] = field(default_factory=dict)  # provider -> extra paid executions
     lost: int = 0
+    mismatched: int = 0  # items whose stored file differs from their record (size or measured duration)
     in_flight_at_fault: int | None = None  # jobs not yet finished when the disruption hit
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -77,7 +85,7 @@ class Outcome:
 
     def clean(self) -> bool:
         """Every job completed, nothing paid twice, nothing lost."""
-        return self.completed == self.submitted and self.duplicate_total == 0 and self.lost == 0
+        return self.completed == self.submitted and self.duplicate_total == 0 and self.lost == 0 and not self.mismatched
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-friendly summary."""
@@ -88,6 +96,7 @@ class Outcome:
             "failures": dict(self.failures),
             "duplicates": self.duplicates,
             "lost": self.lost,
+            "mismatched": self.mismatched,
             "in_flight_at_fault": self.in_flight_at_fault,
             "seconds": round(self.seconds, 1),
             "notes": self.notes,
@@ -224,18 +233,52 @@ def audit_artifacts(client: httpx.Client, job: dict[str, Any]) -> int:
     return lost
 
 
+def _wav_seconds(data: bytes) -> float | None:
+    try:
+        with wave.open(io.BytesIO(data)) as reader:
+            return float(reader.getnframes() / reader.getframerate())
+    except (wave.Error, EOFError, ZeroDivisionError):
+        return None
+
+
+def audit_records(client: httpx.Client, job: dict[str, Any]) -> int:
+    """Download every item of a job recorded as done; how many stored files differ from their record."""
+    mismatched = 0
+    steps = {step["name"]: step for step in job["steps"]}
+    checks = [("tts", "/tts/batch", "chunks", "audio_url"), ("imagegen", "/imagegen/batch", "images", "image_url")]
+    for step, path, field_name, link in checks:
+        batch_id = steps[step]["batch_id"]
+        if not batch_id:
+            continue
+        for item in client.get(f"{path}/{batch_id}").json()[field_name]:
+            if item["status"] != "completed" or not item[link]:
+                continue
+            data = client.get(item[link]).content
+            if len(data) != item["size_bytes"]:
+                mismatched += 1
+            elif step == "tts" and item.get("duration_s") is not None:
+                seconds = _wav_seconds(data)
+                mismatched += int(seconds is None or abs(seconds - item["duration_s"]) > 1e-3)
+    return mismatched
+
+
 def extra_executions(per_unit: dict[str, int], expected_units: int) -> int:
     """Executions beyond one per unit of work, plus units beyond those the jobs asked for (work paid anew)."""
     return sum(count - 1 for count in per_unit.values() if count > 1) + max(0, len(per_unit) - expected_units)
 
 
 def count_duplicates(stack: DevStack, jobs: int, groups_per_job: int) -> dict[str, int]:
-    """Duplicate paid submissions per provider, from the simulators' counters."""
-    runpod = stack.counters("runpod")["executions_by_input"]
+    """Duplicate paid submissions per provider, from the simulators' counters.
+
+    A chunk missing from a partial RunPod output is sent again on its own: new work, not a duplicate.
+    """
+    runpod_counters = stack.counters("runpod")
+    runpod = runpod_counters["executions_by_input"]
+    resent = runpod_counters.get("partial_outputs", 0)
     runware = stack.counters("runware")["executed_by_task"]
     video = stack.counters("video")["renders_executed"]
     return {
-        "runpod": extra_executions(runpod, jobs * groups_per_job),
+        "runpod": extra_executions(runpod, jobs * groups_per_job + resent),
         "runware": extra_executions(runware, jobs * CHUNKS_PER_JOB),
         "video": extra_executions(video, jobs),
     }
@@ -251,6 +294,8 @@ def fault_evidence(stack: DevStack) -> dict[str, int]:
         "runpod_webhooks_duplicated": hooks.get("duplicated", 0),
         "runpod_webhooks_held": hooks.get("held", 0),
         "runpod_webhooks_failed": hooks.get("failed_attempts", 0),
+        "runpod_webhooks_differing": hooks.get("differing", 0),
+        "runpod_partial_outputs": runpod.get("partial_outputs", 0),
         "runware_429": runware["rate_limited"]["total"],
         "runware_cut_answers": sum(runware["dropped_responses"].values()),
         "runware_task_failures": runware["tasks_failed"],
@@ -289,6 +334,17 @@ class Scenario:
     evidence: tuple[str, ...] = ()  # fault counters (see fault_evidence) that must be non-zero after the run
     workers: int = 2
     runner: Callable[[Scenario, int, Path], Outcome] | None = None  # a scenario that is not API jobs
+    ends: Literal["completed", "failed"] = "completed"  # how every job must end
+    reason: str = ""  # with ends="failed": words every job's stated reason contains
+
+    def met(self, outcome: Outcome) -> bool:
+        """Every job ended as the scenario expects (with its reason), nothing paid twice, lost or mismatched."""
+        if outcome.duplicate_total or outcome.lost or outcome.mismatched:
+            return False
+        if self.ends == "completed":
+            return outcome.completed == outcome.submitted
+        stated = all(why.startswith("failed:") and self.reason in why for why in outcome.failures)
+        return outcome.completed == 0 and sum(outcome.failures.values()) == outcome.submitted and stated
 
     def deadline_s(self, jobs: int) -> float:
         """How long the jobs may take in all."""
@@ -325,6 +381,8 @@ def run_scenario(scenario: Scenario, jobs: int, workdir: Path) -> Outcome:
                     outcome.lost += audit_artifacts(client, status)
                 else:
                     outcome.failures[failure_reason(status, scenario.deadline_s(jobs))] += 1
+                if status is not None and "steps" in status:
+                    outcome.mismatched += audit_records(client, status)
         groups = -(-CHUNKS_PER_JOB // stack.settings.tts_group_size)
         outcome.duplicates = count_duplicates(stack, jobs, groups)
         outcome.facts.update(fault_evidence(stack))

@@ -19,7 +19,7 @@ def _failures(outcome: Outcome) -> str:
 
 
 def _verdict(scenario: Scenario, outcome: Outcome) -> str:
-    if outcome.clean():
+    if scenario.met(outcome):
         return "pass"
     return "FAIL" if scenario.transient else "gap (not transient)"
 
@@ -28,8 +28,9 @@ def table(rows: list[tuple[Scenario, Outcome]]) -> str:
     """The scenario table in Markdown."""
     lines = [
         "| Scenario | Fault injected | Completed | Failed (stated reason) | Duplicate paid submissions "
-        "(RunPod / Runware / video) | Lost artifacts | Jobs in flight at the fault | Time | Result |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "(RunPod / Runware / video) | Lost artifacts | Stored vs recorded mismatches | Jobs in flight at the fault "
+        "| Time | Result |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for scenario, outcome in rows:
         dup = outcome.duplicates
@@ -39,7 +40,8 @@ def table(rows: list[tuple[Scenario, Outcome]]) -> str:
         in_flight = "-" if outcome.in_flight_at_fault is None else f"{outcome.in_flight_at_fault}/{outcome.submitted}"
         lines.append(
             f"| {scenario.title} | {scenario.fault} | {outcome.completed}/{outcome.submitted} | {_failures(outcome)} "
-            f"| {duplicates} | {outcome.lost} | {in_flight} | {outcome.seconds:.0f} s | {_verdict(scenario, outcome)} |"
+            f"| {duplicates} | {outcome.lost} | {outcome.mismatched} | {in_flight} | {outcome.seconds:.0f} s "
+            f"| {_verdict(scenario, outcome)} |"
         )
     return "\n".join(lines)
 

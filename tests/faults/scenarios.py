@@ -6,11 +6,12 @@ fixed durations are how long an outage lasts, which is the fault itself.
 
 from __future__ import annotations
 
+import httpx
 import redis
 from rq import Worker
 
 from strangler_bridge.cli.processes import Child
-from tests.faults.harness import Run, Scenario
+from tests.faults.harness import CHUNKS_PER_JOB, Run, Scenario
 from tests.faults.legacy import run_fallback
 from tests.support.waiting import wait_for
 
@@ -98,6 +99,45 @@ def video_outage(run: Run) -> None:
     run.outcome.notes.append(f"video service answered 503 until renders were refused, then {OUTAGE_S:.0f} s more")
 
 
+def _tts_groups(run: Run) -> int:
+    return len(run.job_ids) * -(-CHUNKS_PER_JOB // run.stack.settings.tts_group_size)
+
+
+def _tts_stored(client: httpx.Client, job_id: str) -> bool:
+    batch_id = client.get(f"/jobs/{job_id}").json()["steps"][0]["batch_id"]
+    chunks = client.get(f"/tts/batch/{batch_id}").json()["chunks"] if batch_id else []
+    return bool(chunks) and all(chunk["status"] == "completed" for chunk in chunks)
+
+
+def cancel_during_delivery(run: Run) -> None:
+    """Cancel every job once RunPod has finished its audio but before the (held) webhooks arrive; release them,
+    check the late audio was kept, then retry every job (which must not pay RunPod again)."""
+    groups = _tts_groups(run)
+    wait_for(lambda: _runpod_done(run) >= groups, timeout=60, what="RunPod to finish every TTS job")
+    wait_for(lambda: run.stack.counters("runpod")["webhooks"]["held"] >= groups, timeout=30, what="held webhooks")
+    run.mark_fault()
+    with run.client() as client:
+        for job_id in run.job_ids:
+            client.post(f"/jobs/{job_id}/cancel").raise_for_status()
+        with run.stack.sim("runpod") as sim:
+            sim.post("/_sim/webhooks/release").raise_for_status()
+        wait_for(
+            lambda: all(_tts_stored(client, job_id) for job_id in run.job_ids),
+            timeout=60,
+            what="the late audio of every cancelled job stored",
+        )
+        for job_id in run.job_ids:
+            client.post(f"/jobs/{job_id}/retry").raise_for_status()
+    run.outcome.notes.append(
+        f"every job cancelled while its {groups // len(run.job_ids)} finished RunPod results were held; the webhooks "
+        "then delivered, every late result was stored on the cancelled batch, and every job retried"
+    )
+
+
+def _runpod_done(run: Run) -> int:
+    return int(run.stack.counters("runpod")["outcomes"].get("COMPLETED", 0))
+
+
 SCENARIOS: list[Scenario] = [
     Scenario("baseline", "No faults (control)", "none"),
     Scenario(
@@ -178,6 +218,45 @@ SCENARIOS: list[Scenario] = [
         "the whole service stopped; the legacy app (tts flag fastapi + fallback) makes the videos itself",
         runner=run_fallback,
         evidence=("fallbacks",),
+    ),
+    Scenario(
+        "partial-outputs",
+        "Partial RunPod outputs",
+        "every RunPod output of two or more chunks lacks its last chunk",
+        runpod={"partial_outputs": 1_000_000},
+        evidence=("runpod_partial_outputs",),
+    ),
+    Scenario(
+        "unfetchable-outputs",
+        "Outputs that cannot be fetched",
+        "every Runware imageURL is on a loopback host name the service refuses to fetch from",
+        runware={"public_url": "http://localhost:9"},  # refused before any connection: nothing listens there
+        ends="failed",
+        reason="refusing to fetch",
+    ),
+    Scenario(
+        "dead-output-host",
+        "Outputs on a host that is down",
+        "every RunPod audio_url points at a loopback port nothing listens on (connection refused)",
+        runpod={"output_mode": "url", "public_url": "http://127.0.0.1:9"},
+        ends="failed",
+        reason="not fetched",
+    ),
+    Scenario(
+        "differing-duplicates",
+        "Differing duplicate deliveries",
+        "every RunPod webhook delivered 3 times at once, each copy with other audio and duration",
+        runpod={"webhook_faults": {"duplicates": 2, "differing_duplicates": True}},
+        evidence=("runpod_webhooks_differing",),
+    ),
+    Scenario(
+        "cancel-during-delivery",
+        "Cancel during delivery, then retry",
+        "jobs cancelled while RunPod's finished results are in flight (webhooks held), then retried",
+        runpod={"webhook_faults": {"reorder": "shuffle", "reorder_batch": 1_000_000}},
+        settings={"reconcile_after_s": 60.0},  # no poll reaches RunPod before the held webhooks
+        disrupt=cancel_during_delivery,
+        evidence=("runpod_webhooks_held",),
     ),
 ]
 

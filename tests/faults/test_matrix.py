@@ -1,4 +1,4 @@
-"""The fault matrix at CI size: every scenario must end with every job completed, nothing paid twice, nothing lost.
+"""The fault matrix at CI size: every job ends as its scenario expects, nothing paid twice, lost or mismatched.
 
 ``STRANGLER_FAULT_JOBS`` sets the jobs per scenario (default 3 here; ``python -m tests.faults.matrix`` runs 20 and
 publishes the table in docs/RELIABILITY.md).
@@ -25,12 +25,13 @@ def _explain(outcome: Outcome, workdir: Path) -> str:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.key for s in SCENARIOS])
-def test_every_job_completes_once_with_its_artifacts(scenario: Scenario, tmp_path: Path) -> None:
+def test_every_job_ends_as_expected_once_with_its_artifacts(scenario: Scenario, tmp_path: Path) -> None:
     outcome = run_scenario(scenario, JOBS, tmp_path)
     explained = _explain(outcome, tmp_path)
-    assert outcome.completed == outcome.submitted == JOBS, explained
+    assert outcome.submitted == JOBS, explained
+    assert scenario.met(outcome), explained  # completed (or failed with the stated reason) within the deadline
     assert outcome.duplicate_total == 0, explained
-    assert outcome.lost == 0, explained
+    assert outcome.lost == 0 and outcome.mismatched == 0, explained
     # The fault really happened: the simulators counted it, and a disruption hit while jobs were running.
     missing = [name for name in scenario.evidence if not outcome.facts.get(name)]
     assert not missing, f"fault never injected: {missing}\n{explained}"
