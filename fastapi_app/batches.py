@@ -232,7 +232,9 @@ def claim_group(
         last = f"; last error: {group.error}" if group.error else ""
         reason = f"no result after {group.attempts_used} attempts{last}"
         return _fail_group(batch, group, reason, FailureCode.ATTEMPTS_EXHAUSTED), None
-    recover = lapsed or group.provider_id is not None
+    # An id kept from an earlier round (a retry, a fetch that failed for now) may hold a result; one kept by
+    # release_claim was never accepted, and resending it is safe (Runware answers conflictTaskUUID if it was).
+    recover = lapsed or (group.provider_id is not None and group.submit_errors == 0)
     group.status = GroupStatus.SUBMITTING
     group.attempt += 1
     group.claim = secrets.token_hex(8)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from fastapi_app import enqueueing
 from fastapi_app.artifact_links import link
-from fastapi_app.batch_ops import update_batch
+from fastapi_app.batch_ops import count_failure, update_batch
 from fastapi_app.batches import Batch, GroupStatus, cancel_batch
 from fastapi_app.docstore import Effects
 from fastapi_app.images import service as image_service
@@ -128,6 +128,7 @@ def _segments(rt: Runtime, job: JobRecord, step: StepRecord) -> bool:
         )
     except (BridgeError, ValueError, TypeError) as exc:
         _fail(rt, job, StepName.SEGMENTS, f"segments builder failed: {exc}")
+        count_failure(rt, "segments", "builder_failed")
         return False
     key = f"jobs/{job.id}/segments.json"
     rt.artifacts.put(key, document.model_dump_json(indent=2).encode())
