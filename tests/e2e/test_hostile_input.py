@@ -207,6 +207,66 @@ def test_webhooks_have_their_own_body_limit(api: Api) -> None:
     assert normal_route.status_code == 413
 
 
+# --- free-form JSON limits ---------------------------------------------------------------------------------------
+
+CREATE_BODIES: dict[str, dict[str, Any]] = {
+    "/tts/batch": {"chunks": [{"text": "One."}]},
+    "/imagegen/batch": {"images": [{"prompt": "a lighthouse"}], "width": 128, "height": 128},
+    "/jobs": {"chunks": [{"text": "One."}]},
+    "/video/render": {
+        "segments": [
+            {
+                "index": 0,
+                "start_s": 0,
+                "end_s": 1,
+                "audio_url": "http://a.test/0.wav",
+                "image_url": "http://a.test/0.png",
+            }
+        ]
+    },
+}
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("path", list(CREATE_BODIES))
+@pytest.mark.parametrize("depth", [33, 400, 5000])
+def test_deeply_nested_metadata_is_a_422_naming_the_field_and_stores_nothing(api: Api, path: str, depth: int) -> None:
+    body = json.dumps(CREATE_BODIES[path])[:-1] + f', "metadata": {{"x": {_nested(depth)}}}}}'
+    key = f"deep-{path.strip('/').replace('/', '-')}-{depth}"
+    with api.client() as client:
+        answer = client.post(path, content=body, headers={"Content-Type": "application/json", "Idempotency-Key": key})
+        # Deeper than Python's JSON parser goes, the body is unreadable (400); otherwise the field is named.
+        assert answer.status_code == (400 if depth > 1000 else 422), answer.text
+        assert answer.json()["error"].get("field") == (None if depth > 1000 else "metadata"), answer.text
+        # Nothing was half-written: the same key with a valid body creates the record now.
+        again = client.post(
+            path,
+            json={**CREATE_BODIES[path], "metadata": {"x": json.loads(_nested(31))}},
+            headers={"Idempotency-Key": key},
+        )
+        assert again.status_code == 202, again.text
+
+
+def test_oversized_metadata_is_a_422(api: Api) -> None:
+    with api.client() as client:
+        answer = client.post("/tts/batch", json={"chunks": [{"text": "One."}], "metadata": {"x": "y" * 20_000}})
+    assert answer.status_code == 422 and answer.json()["error"]["field"] == "metadata", answer.text
+
+
+@pytest.mark.parametrize("depth", [300, 5000])
+def test_deeply_nested_webhook_bodies_are_a_4xx(api: Api, depth: int) -> None:
+    runpod = f'{{"id": "rp-job-1", "status": "COMPLETED", "output": {_nested(depth)}}}'
+    with api.client() as client:
+        answers = [
+            client.post(f"/tts/callback?token={api.token()}", content=runpod),
+            client.post(f"/video/render/callback?token={api.token(VIDEO, [api.batch_id])}", content=_nested(depth)),
+        ]
+    assert all(answer.status_code < 500 for answer in answers), [answer.text for answer in answers]
+
+
 # --- webhook tokens -----------------------------------------------------------------------------------------------
 
 
