@@ -4,7 +4,8 @@
 job was created or retried, one of its batches settled, or the job's deadline in the due index passed) and
 does whatever the first unfinished step needs. Each of the TTS, image and video steps is a batch (a video
 render is a batch of one) followed the same way. It is safe to run twice: batches are created under
-idempotency keys derived from the job id, and every record change is an atomic transition.
+idempotency keys derived from the job id (in a namespace no client's key reaches), and every record change is an
+atomic transition.
 
 The ``segments.json`` gate: the image batch is created only from the stored ``segments.json``, which
 exists only once every TTS chunk is completed.
@@ -97,7 +98,7 @@ def _create_tts(rt: Runtime, job: JobRecord) -> str:
         video_id=request.video_id,
         metadata={"job_id": job.id},
     )
-    batch, created = tts_service.create_batch(rt, body, idempotency_key=f"job-{job.id}-tts", job_id=job.id)
+    batch, created = tts_service.create_batch(rt, body, idempotency_key=None, job_id=job.id)
     if created:
         enqueueing.submit_tts(rt, batch.id)
     return batch.id
@@ -162,7 +163,7 @@ def _create_images(rt: Runtime, job: JobRecord) -> str:
         video_id=request.video_id,
         metadata={"job_id": job.id},
     )
-    batch, created = image_service.create_batch(rt, body, idempotency_key=f"job-{job.id}-img", job_id=job.id)
+    batch, created = image_service.create_batch(rt, body, idempotency_key=None, job_id=job.id)
     if created:
         enqueueing.submit_images(rt, batch.id)
     return batch.id
@@ -202,7 +203,7 @@ def _create_render(rt: Runtime, job: JobRecord) -> str:
         video_id=request.video_id,
         metadata={"job_id": job.id},
     )
-    batch, created = render_service.create_render(rt, body, idempotency_key=f"job-{job.id}-vid", job_id=job.id)
+    batch, created = render_service.create_render(rt, body, idempotency_key=None, job_id=job.id)
     if created:
         enqueueing.submit_render(rt, batch.id)
     return batch.id
