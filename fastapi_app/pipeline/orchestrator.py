@@ -28,7 +28,7 @@ from fastapi_app.renders import service as render_service
 from fastapi_app.runtime import Runtime
 from fastapi_app.tts import service as tts_service
 from strangler_bridge.contracts.common import BatchStatus, ItemStatus
-from strangler_bridge.contracts.images import ImageBatchCreate, ImageIn
+from strangler_bridge.contracts.images import MAX_PROMPT_CHARS, ImageBatchCreate, ImageIn
 from strangler_bridge.contracts.jobs import JobCreate, StepName
 from strangler_bridge.contracts.tts import TtsBatchCreate, TtsChunkIn
 from strangler_bridge.contracts.video import RenderSegmentIn, VideoRenderCreate
@@ -153,8 +153,11 @@ def _create_images(rt: Runtime, job: JobRecord) -> str:
         raise BridgeError("segments.json must exist before any image work")  # the gate, checked again
     request = JobCreate.model_validate(job.request)
     segments = read_segments(rt, job)
+    # A prompt taken from a long text is cut so that, with the style, it fits Runware's limit (JobCreate has
+    # already refused a prompt the client wrote that would not).
+    room = MAX_PROMPT_CHARS - (len(request.image_style) + 2 if request.image_style else 0)
     body = ImageBatchCreate(
-        images=[ImageIn(prompt=s.image_prompt, index=s.index) for s in segments.segments],
+        images=[ImageIn(prompt=s.image_prompt[:room], index=s.index) for s in segments.segments],
         width=request.images.width,
         height=request.images.height,
         model=request.images.model,

@@ -267,6 +267,45 @@ def test_deeply_nested_webhook_bodies_are_a_4xx(api: Api, depth: int) -> None:
     assert all(answer.status_code < 500 for answer in answers), [answer.text for answer in answers]
 
 
+# --- values a provider documents a range for ----------------------------------------------------------------------
+
+IMAGE = {"images": [{"prompt": "a lighthouse"}], "width": 128, "height": 128}
+SEGMENT = {"index": 0, "start_s": 0, "end_s": 1, "audio_url": "http://a.test/0.wav", "image_url": "http://a.test/0.png"}
+OUT_OF_RANGE: list[tuple[str, dict[str, Any], str]] = [
+    ("/imagegen/batch", {**IMAGE, "images": [{"prompt": "a lighthouse", "seed": 2**63}]}, "images.0.seed"),
+    ("/imagegen/batch", {**IMAGE, "images": [{"prompt": "a lighthouse", "seed": 0}]}, "images.0.seed"),
+    ("/imagegen/batch", {**IMAGE, "images": [{"prompt": "p" * 2900}], "style": "s" * 200}, "style"),
+    ("/imagegen/batch", {**IMAGE, "width": 130}, "width"),
+    ("/imagegen/batch", {**IMAGE, "height": 4096}, "height"),
+    ("/imagegen/batch", {**IMAGE, "model": "runwäre:100@1"}, "model"),
+    ("/imagegen/batch", {**IMAGE, "format": "GIF"}, "format"),
+    ("/jobs", {"chunks": [{"text": "One.", "image_prompt": "p" * 2900}], "image_style": "s" * 200}, "image_style"),
+    ("/jobs", {"chunks": [{"text": "One."}], "images": {"model": "no-version:1"}}, "images.model"),
+    ("/jobs", {"chunks": [{"text": "One."}], "images": {"width": 4096}}, "images.width"),
+    ("/jobs", {"chunks": [{"text": "One."}], "video": {"fps": 500}}, "video.fps"),
+    ("/video/render", {"segments": [{**SEGMENT, "start_s": 2, "end_s": 1}]}, "segments.0.end_s"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "field"), OUT_OF_RANGE, ids=[f"{p}-{f}" for p, _, f in OUT_OF_RANGE])
+def test_a_value_outside_the_providers_documented_range_is_a_422_naming_the_field(
+    api: Api, path: str, body: dict[str, Any], field: str
+) -> None:
+    with api.client() as client:
+        answer = client.post(path, json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["field"] == field, answer.text
+
+
+def test_the_edges_of_the_documented_ranges_are_accepted(api: Api) -> None:
+    with api.client() as client:
+        images = [{"prompt": "p" * 2998, "seed": 2**63 - 1}, {"prompt": "ab", "seed": 1}]
+        answer = client.post("/imagegen/batch", json={"images": images, "width": 2048, "height": 128, "style": ""})
+        assert answer.status_code == 202, answer.text
+        job = {"chunks": [{"text": "t" * 4000, "image_prompt": "p" * 2998}]}
+        assert client.post("/jobs", json=job).status_code == 202
+
+
 # --- webhook tokens -----------------------------------------------------------------------------------------------
 
 

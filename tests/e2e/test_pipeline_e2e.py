@@ -131,3 +131,14 @@ def test_a_client_key_equal_to_the_orchestrators_own_cannot_touch_the_jobs_steps
             assert answer.status_code == 202, answer.text
         job = follow(client, f"/jobs/{job_id}", timeout=120)
     assert job["status"] == "completed", job
+
+
+def test_a_long_text_with_a_style_still_makes_prompts_runware_accepts(make_stack: StackFactory) -> None:
+    stack = make_stack()
+    body = {**job_body(2), "image_style": "watercolour, " * 30}
+    body["chunks"][0]["text"] = "A long sentence of the story. " * 150  # 4500 characters: its prompt is cut to fit
+    created = create(stack, "/jobs", body)
+    with stack.client() as client:
+        job = follow(client, f"/jobs/{created['id']}", timeout=120)
+    assert job["status"] == "completed", job
+    assert stack.counters("runware")["tasks_rejected"] == 0
