@@ -8,6 +8,7 @@ starts one, so fuzzed batches are stored but never sent to a provider.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import select
 import socket
@@ -39,7 +40,7 @@ from strangler_bridge.audio import tone_wav
 from strangler_bridge.cli.redis_server import free_port
 from strangler_bridge.cli.servers import ThreadedServer
 from strangler_bridge.errors import ProviderError, ProviderRejected
-from strangler_bridge.fetch import fetch_bytes
+from strangler_bridge.fetch import check_url, fetch_bytes
 from strangler_bridge.settings import Settings
 from tests.conftest import TEST_TOKEN
 from tests.support.stack import follow
@@ -449,8 +450,9 @@ def test_provider_urls_to_private_addresses_are_never_fetched(target: Target) ->
         f"http://[::1]:{port}/secret",
         f"http://2130706433:{port}/secret",  # 127.0.0.1 written as one number
         f"http://0.0.0.0:{port}/secret",
-        "http://169.254.169.254/latest/meta-data/",
-        "http://10.0.0.1/internal",
+        f"http://[::ffff:127.0.0.1]:{port}/secret",  # IPv4-mapped loopback
+        f"http://127.1:{port}/secret",
+        f"http://LOCALHOST.:{port}/secret",
         "file:///etc/passwd",
         "ftp://127.0.0.1/x",
         "gopher://127.0.0.1:6379/_FLUSHALL",
@@ -469,8 +471,39 @@ def test_provider_urls_to_private_addresses_are_never_fetched(target: Target) ->
 def test_provider_outputs_over_the_size_cap_are_refused(target: Target) -> None:
     with httpx.Client(timeout=5) as client:
         assert fetch_bytes(client, f"{target.url}/small", allow_hosts=["127.0.0.1"], max_bytes=1000) == b"x" * 16
-        with pytest.raises(ProviderRejected, match="limit"):
+        with pytest.raises(ProviderRejected, match="larger than 1000"):
             fetch_bytes(client, f"{target.url}/big", allow_hosts=["127.0.0.1"], max_bytes=1000)
+
+
+def test_the_address_checked_is_the_address_connected_to(target: Target, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name that resolves differently on a second lookup (DNS rebinding) cannot move the download elsewhere."""
+    port = int(target.url.rsplit(":", 1)[1])
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "rebind.test":
+            lookups.append(host)
+            # First the loopback server the test allows; any later lookup would name another loopback address.
+            return real("127.0.0.1" if len(lookups) == 1 else "127.0.0.2", *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    with httpx.Client(timeout=5) as client:
+        data = fetch_bytes(client, f"http://rebind.test:{port}/small", allow_hosts=["rebind.test"], max_bytes=1000)
+    assert data == b"x" * 16 and target.hits == ["small"]
+    assert lookups == ["rebind.test"]  # one lookup: the connection went to the address it gave
+
+
+def test_check_url_names_the_address_to_connect_to() -> None:
+    target = check_url("https://localhost:8443/a.wav?x=1", ["localhost"])
+    assert ipaddress.ip_address(target.address).is_loopback
+    with httpx.Client() as client:
+        request = target.request(client)
+    assert (request.url.host, request.url.port, request.url.path) == (target.address, 8443, "/a.wav")
+    assert request.headers["host"] == "localhost:8443" and request.extensions["sni_hostname"] == "localhost"
+    with pytest.raises(ProviderRejected, match="non-public"):
+        check_url("https://localhost:8443/a.wav", [])
 
 
 def test_a_webhook_pointing_at_a_private_host_fails_the_item_without_fetching(

@@ -142,3 +142,18 @@ def test_a_long_text_with_a_style_still_makes_prompts_runware_accepts(make_stack
         job = follow(client, f"/jobs/{created['id']}", timeout=120)
     assert job["status"] == "completed", job
     assert stack.counters("runware")["tasks_rejected"] == 0
+
+
+def test_a_video_url_that_redirects_fails_the_job_with_the_reason(make_stack: StackFactory) -> None:
+    stack = make_stack(video={"redirect_downloads": True, "force_placeholder": True}, provider_attempts=2)
+    created = create(stack, "/jobs", job_body(2))
+    with stack.client() as client:
+        job = follow(client, f"/jobs/{created['id']}", timeout=120)
+        assert job["status"] == "failed", job
+        assert "redirect" in (job["error"] or ""), job
+        assert job["video_url"] is None
+        render = client.get(f"/video/render/{job['steps'][3]['batch_id']}").json()
+    assert render["status"] == "failed" and "redirect" in (render["error"] or ""), render
+    counters = stack.counters("video")
+    assert counters["download_redirects"] >= 1 and counters["downloads"] == 0  # refused, never followed
+    assert sum(counters["renders_executed"].values()) == 1  # a redirect is not mended by rendering again
