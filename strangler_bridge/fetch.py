@@ -87,9 +87,8 @@ def check_response(response: httpx.Response, max_bytes: int) -> None:
     code = response.status_code
     if 300 <= code < 400:
         where = response.headers.get("location", "")[:120]
-        raise ProviderRejected(
-            f"download answered a redirect (HTTP {code} to {where!r}), not followed", provider=PROVIDER
-        )
+        message = f"download answered a redirect (HTTP {code} to {where!r}): not followed"
+        raise ProviderRejected(message, provider=PROVIDER, status_code=code)
     if code >= 400:
         kind = ProviderUnavailable if code >= 500 or code in TRANSIENT_STATUSES else ProviderRejected
         detail = response.text[:200] if response.is_stream_consumed else ""
