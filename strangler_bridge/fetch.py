@@ -25,6 +25,7 @@ import socket
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -86,8 +87,10 @@ def check_response(response: httpx.Response, max_bytes: int) -> None:
     """Refuse a redirect, an error status, or a body announced larger than ``max_bytes`` (the body is unread)."""
     code = response.status_code
     if 300 <= code < 400:
-        where = response.headers.get("location", "")[:120]
-        message = f"download answered a redirect (HTTP {code} to {where!r}): not followed"
+        # The target's origin only: enough to see where it pointed, and the same for every item it happens to.
+        where = urlsplit(response.headers.get("location", ""))
+        origin = f" to {where.scheme}://{where.netloc}" if where.netloc else ""
+        message = f"download answered a redirect (HTTP {code}{origin}): not followed"
         raise ProviderRejected(message, provider=PROVIDER, status_code=code)
     if code >= 400:
         kind = ProviderUnavailable if code >= 500 or code in TRANSIENT_STATUSES else ProviderRejected

@@ -188,7 +188,7 @@ def outcome_transition(
                 allowed, limit = settings.fetch_allow_hosts, settings.max_fetch_bytes
                 data = fetch_bytes(rt.http, result.image_url, allow_hosts=allowed, max_bytes=limit)
             except ProviderRejected as exc:  # refused, redirecting, dead or too large: asking again cannot mend it
-                reason = f"the image of task {task.task_uuid} cannot be fetched: {exc}"
+                reason = f"the image cannot be fetched: {exc}"
                 return lambda b: (reject_group(b, claim.no, reason)[0], False)
         if data:
             fmt = ImageFormat(task.output_format)

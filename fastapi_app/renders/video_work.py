@@ -190,7 +190,7 @@ def _collect(rt: Runtime, batch: Batch, render_id: str, status: RenderStatus) ->
             if not status.placeholder:  # the simulator's declared stand-in is not an MP4 (docs/simulators/video.md)
                 check_video(buffer, expected_s=max(s.end_s for s in request.segments), fps=request.options.fps)
         except (ProviderRejected, ValueError) as exc:
-            reason = f"the video of render {render_id} cannot be used: {exc}"
+            reason = f"the video cannot be used: {exc}"
             update_batch(rt, batch_id, lambda b: reject_group(b, 0, reason))
             return
         except ProviderError as exc:
