@@ -70,18 +70,23 @@ MAX_JSON_DEPTH = 32
 MAX_JSON_BYTES = 16_384
 
 
-def bounded_json(value: Any) -> Any:
-    """Refuse JSON nested deeper than :data:`MAX_JSON_DEPTH` or over :data:`MAX_JSON_BYTES` once serialised.
-
-    Walks the value without recursion, so a hostile depth cannot exhaust the stack here either.
-    """
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` nests objects and arrays (a scalar is 0), found without recursion, so a hostile depth
+    cannot exhaust the stack here; the walk stops once it passes :data:`MAX_JSON_DEPTH`."""
+    deepest = 0
     pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
+    while pending and deepest <= MAX_JSON_DEPTH:
         item, depth = pending.pop()
         if isinstance(item, dict | list):
-            if depth > MAX_JSON_DEPTH:
-                raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels")
+            deepest = max(deepest, depth)
             pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def bounded_json(value: Any) -> Any:
+    """Refuse JSON nested deeper than :data:`MAX_JSON_DEPTH` or over :data:`MAX_JSON_BYTES` once serialised."""
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels")
     if len(json.dumps(value, default=str)) > MAX_JSON_BYTES:
         raise ValueError(f"is over {MAX_JSON_BYTES} bytes as JSON")
     return value

@@ -257,6 +257,16 @@ def test_oversized_metadata_is_a_422(api: Api) -> None:
     assert answer.status_code == 422 and answer.json()["error"]["field"] == "metadata", answer.text
 
 
+@pytest.mark.parametrize("depth", [400, 900])
+def test_deeply_nested_event_data_is_cut_and_the_report_still_counts(api: Api, depth: int) -> None:
+    event = f'{{"kind": "fallback", "phase": "tts", "data": {{"x": {_nested(depth)}}}}}'
+    with api.client() as client:
+        body = f'{{"source": "legacy-1", "events": [{event}]}}'
+        answer = client.post("/events", content=body, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 200 and answer.json()["accepted"] == 1, answer.text
+        assert client.get("/events").status_code == 200
+
+
 @pytest.mark.parametrize("depth", [300, 5000])
 def test_deeply_nested_webhook_bodies_are_a_4xx(api: Api, depth: int) -> None:
     runpod = f'{{"id": "rp-job-1", "status": "COMPLETED", "output": {_nested(depth)}}}'
