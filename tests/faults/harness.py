@@ -8,15 +8,14 @@ disruption (kill a worker, restart Redis, ...) and follows every job to the end.
 - duplicate paid submissions, from the simulators' own counters (a provider asked to run the same work twice);
 - lost artifacts: every completed job's ``segments.json``, audio, images and video are downloaded through the API
   and checked (a file that is missing, empty or not what its type says counts as lost);
-- stored-versus-recorded mismatches: every item recorded as done, in any job, is downloaded and compared with
-  its record (size, and the duration measured from the WAV data for audio).
-
-Most scenarios must end with every job completed; a scenario whose fault no retry can mend (``ends="failed"``)
-must end with every job failed, each stating the scenario's ``reason``, within the deadline.
+- stored-versus-recorded mismatches: a downloaded file whose size, or (audio) duration measured from its samples,
+  differs from what the record says, or a ``segments.json`` segment whose length is not its audio's.
+  Items recorded as done in a job that did not complete are checked the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
@@ -26,10 +25,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
+from strangler_bridge.audio import wav_duration
 from strangler_bridge.cli.devstack import DevStack
 from strangler_bridge.cli.redis_server import RedisServer
 from strangler_bridge.settings import Settings
@@ -72,7 +72,7 @@ class Outcome:
     failures: Counter[str] = field(default_factory=Counter)  # stated reason -> jobs
     duplicates: dict[str, int] = field(default_factory=dict)  # provider -> extra paid executions
     lost: int = 0
-    mismatched: int = 0  # items whose stored file differs from their record (size or measured duration)
+    mismatches: int = 0  # files whose size or duration differs from their record
     in_flight_at_fault: int | None = None  # jobs not yet finished when the disruption hit
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -84,8 +84,12 @@ class Outcome:
         return sum(self.duplicates.values())
 
     def clean(self) -> bool:
-        """Every job completed, nothing paid twice, nothing lost."""
-        return self.completed == self.submitted and self.duplicate_total == 0 and self.lost == 0 and not self.mismatched
+        """Every job completed, nothing paid twice, nothing lost, nothing stored unlike its record."""
+        return self.completed == self.submitted and self.duplicate_total == 0 and self.lost == 0 and not self.mismatches
+
+    def failed_with(self, words: str) -> int:
+        """How many jobs ended with a stated reason containing ``words``."""
+        return sum(count for reason, count in self.failures.items() if words in reason)
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-friendly summary."""
@@ -96,7 +100,7 @@ class Outcome:
             "failures": dict(self.failures),
             "duplicates": self.duplicates,
             "lost": self.lost,
-            "mismatched": self.mismatched,
+            "mismatches": self.mismatches,
             "in_flight_at_fault": self.in_flight_at_fault,
             "seconds": round(self.seconds, 1),
             "notes": self.notes,
@@ -213,53 +217,67 @@ def _is_media(kind: str, data: bytes) -> bool:
     return False
 
 
-def audit_artifacts(client: httpx.Client, job: dict[str, Any]) -> int:
-    """Download every artifact of a completed job through the API; returns how many are missing or unreadable."""
-    lost = 0
+@dataclass
+class Audit:
+    """What downloading a completed job's artifacts showed."""
+
+    lost: int = 0
+    mismatches: int = 0
+    lying_wav_headers: int = 0  # audio whose header claims more samples than the file holds (the fault, seen)
+
+
+def _audio_truth(audit: Audit, chunk: dict[str, Any], data: bytes) -> None:
+    """Compare one chunk's audio with its record: size, and duration measured from the samples present."""
+    measured = wav_duration(data)
+    if chunk["size_bytes"] != len(data) or abs(chunk["duration_s"] - measured) > 1e-3:
+        audit.mismatches += 1
+    with contextlib.suppress(wave.Error, EOFError), wave.open(io.BytesIO(data)) as header:
+        if header.getnframes() / header.getframerate() > measured + 1.0:
+            audit.lying_wav_headers += 1
+
+
+def audit_artifacts(client: httpx.Client, job: dict[str, Any]) -> Audit:
+    """Download every artifact of a completed job through the API and compare each with its record."""
+    audit = Audit()
     steps = {step["name"]: step for step in job["steps"]}
-    segments = client.get(f"/jobs/{job['id']}/segments.json")
-    if segments.status_code != 200 or len(json.loads(segments.content).get("segments", [])) != CHUNKS_PER_JOB:
-        lost += 1
-    urls: list[tuple[str, str | None]] = []
     tts = client.get(f"/tts/batch/{steps['tts']['batch_id']}").json()
-    urls += [("audio", chunk["audio_url"]) for chunk in tts["chunks"]]
+    segments = client.get(f"/jobs/{job['id']}/segments.json")
+    listed = json.loads(segments.content).get("segments", []) if segments.status_code == 200 else []
+    if len(listed) != CHUNKS_PER_JOB:
+        audit.lost += 1
+    durations = {chunk["index"]: chunk["duration_s"] for chunk in tts["chunks"]}
+    audit.mismatches += sum(abs(s["end_s"] - s["start_s"] - durations.get(s["index"], -1.0)) > 1e-3 for s in listed)
     images = client.get(f"/imagegen/batch/{steps['imagegen']['batch_id']}").json()
-    urls += [("image", image["image_url"]) for image in images["images"]]
-    urls.append(("video", job["video_url"]))
-    for kind, url in urls:
+    items: list[tuple[str, dict[str, Any], str | None]] = [("audio", c, c["audio_url"]) for c in tts["chunks"]]
+    items += [("image", image, image["image_url"]) for image in images["images"]]
+    items.append(("video", job, job["video_url"]))
+    for kind, record, url in items:
         response = client.get(url) if url else None
         if response is None or response.status_code != 200 or not _is_media(kind, response.content):
-            lost += 1
-    return lost
+            audit.lost += 1
+        elif kind == "audio":
+            _audio_truth(audit, record, response.content)
+        elif kind == "image" and record["size_bytes"] != len(response.content):
+            audit.mismatches += 1
+    return audit
 
 
-def _wav_seconds(data: bytes) -> float | None:
-    try:
-        with wave.open(io.BytesIO(data)) as reader:
-            return float(reader.getnframes() / reader.getframerate())
-    except (wave.Error, EOFError, ZeroDivisionError):
-        return None
-
-
-def audit_records(client: httpx.Client, job: dict[str, Any]) -> int:
-    """Download every item of a job recorded as done; how many stored files differ from their record."""
-    mismatched = 0
+def audit_unfinished(client: httpx.Client, job: dict[str, Any]) -> int:
+    """Items recorded as done in a job that did not complete, each compared with its file like a completed job's."""
+    audit = Audit()
     steps = {step["name"]: step for step in job["steps"]}
     checks = [("tts", "/tts/batch", "chunks", "audio_url"), ("imagegen", "/imagegen/batch", "images", "image_url")]
     for step, path, field_name, link in checks:
         batch_id = steps[step]["batch_id"]
-        if not batch_id:
-            continue
-        for item in client.get(f"{path}/{batch_id}").json()[field_name]:
+        for item in client.get(f"{path}/{batch_id}").json()[field_name] if batch_id else []:
             if item["status"] != "completed" or not item[link]:
                 continue
             data = client.get(item[link]).content
-            if len(data) != item["size_bytes"]:
-                mismatched += 1
-            elif step == "tts" and item.get("duration_s") is not None:
-                seconds = _wav_seconds(data)
-                mismatched += int(seconds is None or abs(seconds - item["duration_s"]) > 1e-3)
-    return mismatched
+            if step == "tts":
+                _audio_truth(audit, item, data)
+            elif item["size_bytes"] != len(data):
+                audit.mismatches += 1
+    return audit.mismatches
 
 
 def extra_executions(per_unit: dict[str, int], expected_units: int) -> int:
@@ -300,9 +318,11 @@ def fault_evidence(stack: DevStack) -> dict[str, int]:
         "runware_cut_answers": sum(runware["dropped_responses"].values()),
         "runware_task_failures": runware["tasks_failed"],
         "runware_get_response": runware["get_response_calls"],
+        "runware_image_redirects": runware["image_redirects"],
         "video_refused": video["requests_down"] + video["requests_injected"],
         "video_callbacks_lost": video["callbacks_lost"],
         "video_callbacks_duplicated": video["callbacks_duplicated"],
+        "video_download_redirects": video["download_redirects"],
     }
     return {name: count for name, count in seen.items() if count}
 
@@ -326,6 +346,9 @@ class Scenario:
     title: str
     fault: str  # what is injected, for the table
     transient: bool = True  # a transient fault must end with every job completed
+    #: A permanent fault (a provider output that can never be used): every job must end failed with a stated
+    #: reason containing these words, promptly, without paying twice.
+    expect_reason: str | None = None
     runpod: dict[str, Any] = field(default_factory=dict)
     runware: dict[str, Any] = field(default_factory=dict)
     video: dict[str, Any] = field(default_factory=dict)
@@ -334,17 +357,14 @@ class Scenario:
     evidence: tuple[str, ...] = ()  # fault counters (see fault_evidence) that must be non-zero after the run
     workers: int = 2
     runner: Callable[[Scenario, int, Path], Outcome] | None = None  # a scenario that is not API jobs
-    ends: Literal["completed", "failed"] = "completed"  # how every job must end
-    reason: str = ""  # with ends="failed": words every job's stated reason contains
 
-    def met(self, outcome: Outcome) -> bool:
-        """Every job ended as the scenario expects (with its reason), nothing paid twice, lost or mismatched."""
-        if outcome.duplicate_total or outcome.lost or outcome.mismatched:
-            return False
-        if self.ends == "completed":
-            return outcome.completed == outcome.submitted
-        stated = all(why.startswith("failed:") and self.reason in why for why in outcome.failures)
-        return outcome.completed == 0 and sum(outcome.failures.values()) == outcome.submitted and stated
+    def passed(self, outcome: Outcome) -> bool:
+        """Whether the row holds: nothing paid twice, lost or stored unlike its record, and every job completed
+        (a transient fault) or failed with the expected reason (a permanent one)."""
+        if self.expect_reason is None:
+            return outcome.clean()
+        kept = outcome.duplicate_total == 0 and outcome.lost == 0 and not outcome.mismatches
+        return kept and outcome.failed_with(self.expect_reason) == outcome.submitted
 
     def deadline_s(self, jobs: int) -> float:
         """How long the jobs may take in all."""
@@ -378,11 +398,15 @@ def run_scenario(scenario: Scenario, jobs: int, workdir: Path) -> Outcome:
             for status in statuses.values():
                 if status is not None and status["status"] == "completed":
                     outcome.completed += 1
-                    outcome.lost += audit_artifacts(client, status)
+                    audit = audit_artifacts(client, status)
+                    outcome.lost += audit.lost
+                    outcome.mismatches += audit.mismatches
+                    if audit.lying_wav_headers:
+                        outcome.facts["wav_headers_lying"] = outcome.facts.get("wav_headers_lying", 0) + 1
                 else:
                     outcome.failures[failure_reason(status, scenario.deadline_s(jobs))] += 1
-                if status is not None and "steps" in status:
-                    outcome.mismatched += audit_records(client, status)
+                    if status is not None and "steps" in status:
+                        outcome.mismatches += audit_unfinished(client, status)
         groups = -(-CHUNKS_PER_JOB // stack.settings.tts_group_size)
         outcome.duplicates = count_duplicates(stack, jobs, groups)
         outcome.facts.update(fault_evidence(stack))
