@@ -55,7 +55,7 @@ def test_demo_runs_end_to_end_with_an_embedded_redis(tmp_path: Path) -> None:
     wavs = sorted(artifacts.glob("tts/*/*.wav"))
     pngs = sorted(artifacts.glob("img/*/*.png"))
     segments = next(artifacts.glob("jobs/*/segments.json"))
-    videos = sorted(artifacts.glob("vid/*/video.mp4"))
+    videos = sorted(artifacts.glob("vid/*/video-*.mp4"))
     assert len(wavs) == 2 and len(pngs) == 2 and len(videos) == 1
     with wave.open(str(wavs[0])) as clip:
         assert clip.getnframes() > 0

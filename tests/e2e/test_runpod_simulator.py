@@ -477,6 +477,7 @@ def test_a_failed_webhook_is_retried_up_to_two_more_times(sim: Sim) -> None:
         "duplicated": 0,
         "held": 0,
         "empty_bodies": 0,
+        "differing": 0,
     }
 
 
