@@ -171,7 +171,8 @@ def _report(console: Console, result: dict[str, Any], job: JobStatus, artifacts:
     console.print(f"  audio files    {artifacts / 'tts' / str(tts)}")
     console.print(f"  images         {artifacts / 'img' / str(images)}")
     console.print(f"  segments.json  {artifacts / 'jobs' / job.id / 'segments.json'}")
-    console.print(f"  video          {artifacts / 'vid' / str(video) / 'video.mp4'}")
+    rendered = sorted((artifacts / "vid" / str(video)).glob("video-*.mp4"))  # one per delivery; one kept
+    console.print(f"  video          {rendered[0] if rendered else artifacts / 'vid' / str(video)}")
     legacy_copy = out_dir / "legacy-app" / "published" / f"{result.get('video_id')}.mp4"
     console.print(f"  legacy copy    {legacy_copy}")
     console.print(f"  logs           {out_dir / 'logs'}")
