@@ -159,6 +159,8 @@ class ServiceError(BridgeError):
         self.service_code = service_code
 
     def __str__(self) -> str:
+        if not self.status_code:  # never answered: there is no HTTP status to show
+            return self.message
         return f"service HTTP {self.status_code} {self.service_code}: {self.message}"
 
 

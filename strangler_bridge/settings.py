@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AnyHttpUrl, AnyUrl, Field, SecretStr, TypeAdapter, UrlConstraints, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from strangler_bridge.contracts.flags import Phase, PhaseFlag
@@ -22,12 +22,29 @@ ENV_PREFIX = "STRANGLER_"
 
 CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
+#: What redis-py's ``from_url`` accepts (the embedded Redis is a ``unix://`` socket).
+RedisUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["redis", "rediss", "unix"])]
 
 
 def _split_commas(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def _url_check(kind: Any, example: str) -> Any:
+    """A validator that parses a URL setting (keeping it a plain string) and names an example when it fails."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        try:
+            TypeAdapter(kind).validate_python(value)
+        except ValidationError as exc:
+            raise ValueError(f"{value!r} is not a valid URL ({exc.errors()[0]['msg']}), e.g. {example}") from None
+        return value
+
+    return check
 
 
 class Settings(BaseSettings):
@@ -100,6 +117,10 @@ class Settings(BaseSettings):
     )
 
     _split_lists = field_validator("api_tokens", "fetch_allow_hosts", mode="before")(_split_commas)
+    _redis_url = field_validator("redis_url")(_url_check(RedisUrl, "redis://127.0.0.1:6379/0"))
+    _http_urls = field_validator("public_url", "runpod_endpoint_url", "runware_url", "video_url", "service_url")(
+        _url_check(AnyHttpUrl, "http://127.0.0.1:8000")
+    )
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
@@ -185,5 +206,7 @@ def _describe(exc: ValidationError) -> str:
     for error in exc.errors():
         loc = error["loc"][0] if error["loc"] else ""
         name = env_name(str(loc)) if loc else "settings"
-        lines.append(f"{name}: {error['msg']}")
-    return "invalid setting(s):\n  " + "\n  ".join(lines)
+        lines.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
+    if len(lines) == 1:
+        return f"invalid setting {lines[0]}"
+    return "invalid settings:\n  " + "\n  ".join(lines)

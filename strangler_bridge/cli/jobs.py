@@ -8,8 +8,10 @@ import sys
 from typing import Any
 
 import click
+from pydantic import ValidationError
 from rich.console import Console
 
+from strangler_bridge.cli import exit_codes
 from strangler_bridge.cli.connection import service_client, with_connection
 from strangler_bridge.cli.progress import watch_job
 from strangler_bridge.contracts.jobs import JobCreate, JobStatus
@@ -18,15 +20,27 @@ from strangler_bridge.contracts.jobs import JobCreate, JobStatus
 def script_to_job(text: str, *, voice: str, style: str | None, video_id: str | None) -> JobCreate:
     """A job from a plain-text script (one chunk per sentence) or from a JSON ``JobCreate`` document."""
     stripped = text.strip()
-    if stripped.startswith("{"):
-        return JobCreate.model_validate_json(stripped)
-    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", stripped) if s.strip()]
-    if not sentences:
-        raise click.BadParameter("the script is empty")
-    body: dict[str, Any] = {"chunks": [{"text": s} for s in sentences], "voice": voice, "video_id": video_id}
-    if style:
-        body["image_style"] = style
-    return JobCreate.model_validate(body)
+    try:
+        if stripped.startswith("{"):
+            return JobCreate.model_validate_json(stripped)
+        sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", stripped) if s.strip()]
+        if not sentences:
+            raise click.BadParameter("the script is empty", param_hint="SCRIPT")
+        body: dict[str, Any] = {"chunks": [{"text": s} for s in sentences], "voice": voice, "video_id": video_id}
+        if style:
+            body["image_style"] = style
+        return JobCreate.model_validate(body)
+    except ValidationError as exc:
+        raise click.BadParameter(_first_problem(exc), param_hint="SCRIPT") from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    """One line: where the first problem is, what it is, and what a job document looks like."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    problem = f"{where}: {error['msg']}" if where else error["msg"]
+    return f'{problem}{more}; expected plain text or a job document like {{"chunks": [{{"text": "..."}}]}}'
 
 
 def _finish(status: JobStatus, console: Console) -> None:
@@ -37,7 +51,7 @@ def _finish(status: JobStatus, console: Console) -> None:
         if url:
             console.print(f"  {name}: {url}")
     if status.status.value != "completed":
-        sys.exit(1)
+        sys.exit(exit_codes.JOB_FAILED)
 
 
 @click.group()
@@ -69,7 +83,7 @@ def submit(
 @click.argument("job_id")
 @with_connection
 def watch(job_id: str, url: str | None, token: str | None) -> None:
-    """Show live per-step progress of JOB_ID until it ends (exit 1 unless it completed)."""
+    """Show live per-step progress of JOB_ID until it ends (exit 4 unless it completed)."""
     console = Console()
     with service_client(url, token) as client:
         _finish(watch_job(client, job_id, console), console)

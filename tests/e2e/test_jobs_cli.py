@@ -57,7 +57,7 @@ def test_submit_shows_progress_per_step_until_completed(stack: DevStack) -> None
 def test_failed_job_is_retried_and_watched_from_the_cli(stack: DevStack) -> None:
     stack.set_knobs("runware", failure_rate=1.0)
     failed = _cli(stack, "submit", "-", stdin="Only one sentence here.")
-    assert failed.returncode == 1
+    assert failed.returncode == 4
     assert "failed" in failed.stdout and "imagegen" in failed.stdout
     job_id = failed.stdout.split("submitted job ")[1].split()[0]
     stack.set_knobs("runware", failure_rate=0.0)
@@ -77,4 +77,4 @@ def test_cancel_from_the_cli(stack: DevStack) -> None:
     with stack.client() as client:
         assert follow(client, f"/jobs/{job_id}")["status"] == "cancelled"
     watched = _cli(stack, "watch", job_id)
-    assert watched.returncode == 1 and "cancelled" in watched.stdout
+    assert watched.returncode == 4 and "cancelled" in watched.stdout
