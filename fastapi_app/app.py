@@ -28,7 +28,7 @@ WEBHOOK_PATHS = ("/tts/callback", "/video/render/callback")
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the FastAPI app. Nothing connects until the lifespan starts."""
     settings = settings or Settings.load()
-    settings.require("redis_url", "api_tokens", "webhook_secret")
+    settings.require_for("api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -19,6 +19,8 @@ from strangler_bridge.contracts.flags import Phase, PhaseFlag
 from strangler_bridge.errors import ConfigError
 
 ENV_PREFIX = "STRANGLER_"
+#: What the service calls; production refuses to start the API or a worker without them.
+PROVIDER_SETTINGS = ("runpod_endpoint_url", "runpod_api_key", "runware_api_key", "video_url")
 
 CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
@@ -53,7 +55,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     env: Literal["dev", "production"] = Field(
-        "dev", description="`production` makes every required setting mandatory; `dev` allows defaults."
+        "dev", description="`production`: the API and workers also refuse to start without the provider settings."
     )
     # --- state and queues -------------------------------------------------------------------------
     redis_url: str | None = Field(None, description="Redis for state, queues and flags, e.g. redis://127.0.0.1:6379/0.")
@@ -129,8 +131,6 @@ class Settings(BaseSettings):
             settings = cls(**overrides)
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from None
-        if settings.env == "production":
-            settings.require("redis_url", "api_tokens", "webhook_secret")
         return settings
 
     @classmethod
@@ -150,6 +150,18 @@ class Settings(BaseSettings):
         if missing:
             lines = [f"{env_name(name)}: {Settings.model_fields[name].description}" for name in missing]
             raise ConfigError("missing required setting(s):\n  " + "\n  ".join(lines))
+
+    def require_for(self, process: Literal["api", "worker"]) -> None:
+        """Raise :class:`ConfigError` naming every setting ``process`` needs and lacks, all at once.
+
+        Both need Redis and the webhook secret (workers sign webhook and asset URLs); only the API checks
+        bearer tokens. In production both also need every provider setting, so a deployment missing one stops
+        at start-up instead of failing its first job; in dev those fail at first use, naming the variable.
+        """
+        needed = ["redis_url", "webhook_secret", *(["api_tokens"] if process == "api" else [])]
+        if self.env == "production":
+            needed.extend(PROVIDER_SETTINGS)
+        self.require(*needed)
 
     def secret(self, name: str) -> str:
         """The plain value of a secret setting, or a :class:`ConfigError` if it is unset."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from strangler_bridge.cli.redis_server import free_port
+from strangler_bridge.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -107,3 +108,32 @@ def test_help_documents_the_exit_codes() -> None:
     assert "Exit codes: 0 success; 2 usage or configuration error; 3 service or dependency" in " ".join(
         result.stdout.split()
     )
+
+
+def test_production_worker_demands_provider_settings_but_not_the_api_tokens() -> None:
+    result = _run(
+        "worker",
+        STRANGLER_ENV="production",
+        STRANGLER_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        STRANGLER_WEBHOOK_SECRET="w" * 32,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: missing required setting(s):\n"
+        "  STRANGLER_RUNPOD_ENDPOINT_URL: RunPod endpoint base URL, e.g. https://api.runpod.ai/v2/<endpoint-id>.\n"
+        "  STRANGLER_RUNPOD_API_KEY: RunPod API key (sent as a Bearer token).\n"
+        "  STRANGLER_RUNWARE_API_KEY: Runware API key.\n"
+        "  STRANGLER_VIDEO_URL: Base URL of the Express video service."
+    )
+
+
+def test_a_dev_worker_runs_without_api_tokens(settings: Settings) -> None:
+    result = _run(
+        "worker",
+        "--burst",
+        STRANGLER_REDIS_URL=settings.redis_url or "",
+        STRANGLER_REDIS_PREFIX=settings.redis_prefix,
+        STRANGLER_WEBHOOK_SECRET="w" * 32,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "API_TOKENS" not in result.stderr
