@@ -24,7 +24,7 @@ from flask_plugin.batches import (
 )
 from strangler_bridge.contracts.common import BatchStatus
 from strangler_bridge.contracts.images import ImageBatchCreate, ImageBatchStatus, ImageFormat
-from strangler_bridge.contracts.jobs import JobCreate, JobStatus
+from strangler_bridge.contracts.jobs import JobCreate, JobStatus, StepName
 from strangler_bridge.contracts.tts import TtsBatchCreate, TtsBatchStatus, TtsChunkResult
 from strangler_bridge.contracts.video import VideoRenderCreate, VideoRenderStatus
 from strangler_bridge.errors import ServiceError
@@ -245,3 +245,20 @@ class BridgeClient(BatchClient):
         self.download_job_video(status, paths["video"], deadline=deadline)
         self.download_segments(status, paths["segments"], deadline=deadline)
         return paths
+
+    def download_job_media(
+        self, status: JobStatus, directory: Path | str, *, deadline: Deadline | None = None
+    ) -> dict[str, dict[int, Path]]:
+        """Download a job's narration and pictures into ``directory/audio`` and ``directory/images``.
+
+        Each step's files exist once that step completed (a :class:`ServiceError` names the step otherwise).
+        Returns ``{"audio": {index: path}, "images": {index: path}}``, in chunk order.
+        """
+        steps = {step.name: step for step in status.steps}
+        folder = Path(directory)
+        tts_id = require_url(steps[StepName.TTS].batch_id, f"the tts step of job {status.id}")
+        images_id = require_url(steps[StepName.IMAGEGEN].batch_id, f"the imagegen step of job {status.id}")
+        return {
+            "audio": self.download_tts_audio(self.get_tts_batch(tts_id), folder / "audio", deadline=deadline),
+            "images": self.download_images(self.get_image_batch(images_id), folder / "images", deadline=deadline),
+        }

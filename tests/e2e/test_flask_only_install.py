@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from strangler_bridge.cli.redis_server import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -23,9 +26,27 @@ def test_flask_extra_installs_without_service_dependencies(tmp_path: Path) -> No
     assert install.returncode == 0, install.stdout + install.stderr
     check = (
         "import importlib.util, flask_plugin, strangler_bridge.contracts;"
-        "missing = [m for m in ('fastapi', 'rq', 'redis', 'uvicorn') if importlib.util.find_spec(m) is None];"
+        "missing = [m for m in ('fastapi', 'rq', 'redis', 'uvicorn', 'rich') if importlib.util.find_spec(m) is None];"
         "print(','.join(missing))"
     )
     result = subprocess.run([str(python), "-c", check], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "fastapi,rq,redis,uvicorn"
+    assert result.stdout.strip() == "fastapi,rq,redis,uvicorn,rich"
+    # The operator commands work from this install: they load, and report an unreachable service as such.
+    url = f"http://127.0.0.1:{free_port()}"
+    for command in (
+        ["jobs", "list"],
+        ["jobs", "watch", "job_x"],
+        ["jobs", "download", "job_x", "out"],
+        ["flags", "show"],
+    ):
+        run = subprocess.run(
+            [str(venv / "bin" / "strangler-bridge"), *command],
+            capture_output=True,
+            text=True,
+            env={"PATH": os.environ.get("PATH", ""), "STRANGLER_SERVICE_URL": url},
+            cwd=tmp_path,
+            check=False,
+        )
+        assert run.returncode == 3, (command, run.stdout, run.stderr)
+        assert run.stderr.startswith(f"error: cannot reach the service at {url} ("), run.stderr
