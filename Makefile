@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo dev bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: lint
 
 demo: setup
 	$(BIN)/strangler-bridge demo
+
+dev: setup
+	$(BIN)/strangler-bridge dev
 
 bench: setup
 	$(BIN)/python scripts/bench/run_all.py

@@ -32,7 +32,7 @@ SAMPLE_SCRIPT = (
     "One evening a storm rolled in from the sea. The light held steady until dawn."
 )
 # Quick but not instant providers, so the progress is visible.
-SIM_KNOBS: dict[str, dict[str, Any]] = {
+DEMO_KNOBS: dict[str, Any] = {
     "runpod": {"execution_time_s": [0.4, 0.8], "webhook_retry_delay_s": 1.0},
     "runware": {"latency_s": [0.5, 1.0], "image_max_side": 320},
     "video": {},
@@ -91,7 +91,7 @@ def demo(out_dir: Path, script_text: str, workers: int) -> None:
     click.echo(f"{click.style('strangler-bridge demo', bold=True)}: starting Redis, simulators, API and workers ...")
     with (
         own_prefix(base) as settings,
-        DevStack(settings, workers=workers, log_dir=out_dir / "logs", **SIM_KNOBS) as stack,
+        DevStack(settings, workers=workers, log_dir=out_dir / "logs", **DEMO_KNOBS) as stack,
     ):
         own = f"  (keys under {settings.redis_prefix}, removed at the end)" if base.redis_url else ""
         click.echo(f"  redis   {stack.settings.redis_url}{own}")

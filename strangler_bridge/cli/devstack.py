@@ -37,6 +37,7 @@ class DevStack:
         runware: dict[str, Any] | None = None,
         video: dict[str, Any] | None = None,
         log_dir: Path | None = None,
+        api_port: int | None = None,
     ) -> None:
         self.base = base
         self.worker_count = workers
@@ -47,7 +48,7 @@ class DevStack:
         self.api: Child | None = None
         self.workers: list[Child] = []
         self.settings = base
-        self.api_port = free_port()
+        self.api_port = api_port or free_port()
         self._exit = contextlib.ExitStack()
         self._children = 0
 

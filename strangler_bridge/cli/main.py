@@ -16,6 +16,7 @@ COMMANDS = {
     "worker": "strangler_bridge.cli.service:worker",
     "simulate": "strangler_bridge.cli.simulate:simulate",
     "demo": "strangler_bridge.cli.demo:demo",
+    "dev": "strangler_bridge.cli.dev:dev",
     "flags": "strangler_bridge.cli.flags:flags",
     "jobs": "strangler_bridge.cli.jobs:jobs",
 }

@@ -13,21 +13,9 @@ from typing import Any
 import pytest
 
 from strangler_bridge.cli.redis_server import RedisServer
+from tests.support.processes import children_of
 
 pytestmark = pytest.mark.e2e
-
-
-def _children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def test_demo_runs_end_to_end_with_an_embedded_redis(tmp_path: Path) -> None:
@@ -71,7 +59,7 @@ def test_demo_runs_end_to_end_with_an_embedded_redis(tmp_path: Path) -> None:
     for path in (wavs[0].parent, pngs[0].parent, segments, videos[0]):
         assert any(line.endswith(f" {path}") for line in lines), output
     assert "\x1b[" not in output
-    assert _children_of(demo.pid) == []
+    assert children_of(demo.pid) == []
     assert list(scratch.iterdir()) == []  # no temporary directory (embedded Redis config, log) left behind
 
 
