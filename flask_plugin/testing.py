@@ -299,7 +299,8 @@ class FakeService:
         status.segments_url = self._file(
             f"/jobs/{status.id}/segments.json", json.dumps(document).encode(), "application/json"
         )
-        status.video_url = self._file(f"/jobs/{status.id}/video", mp4(self.video_seconds_for(start)), "video/mp4")
+        if body.video is not None:
+            status.video_url = self._file(f"/jobs/{status.id}/video", mp4(self.video_seconds_for(start)), "video/mp4")
         for step in status.steps:
             step.status = ItemStatus.COMPLETED
         status.current_step = None

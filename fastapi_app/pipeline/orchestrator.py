@@ -28,7 +28,7 @@ from fastapi_app.runtime import Runtime
 from fastapi_app.tts import service as tts_service
 from strangler_bridge.contracts.common import BatchStatus, ItemStatus
 from strangler_bridge.contracts.images import ImageBatchCreate, ImageIn
-from strangler_bridge.contracts.jobs import JobCreate, StepName
+from strangler_bridge.contracts.jobs import JobCreate, StepName, VideoOptions
 from strangler_bridge.contracts.tts import TtsBatchCreate, TtsChunkIn
 from strangler_bridge.contracts.video import RenderSegmentIn, VideoRenderCreate
 from strangler_bridge.errors import BridgeError, ProviderError
@@ -198,7 +198,7 @@ def _create_render(rt: Runtime, job: JobRecord) -> str:
             )
             for s in segments.segments
         ],
-        options=request.video,
+        options=request.video or VideoOptions(),
         video_id=request.video_id,
         metadata={"job_id": job.id},
     )
@@ -209,6 +209,10 @@ def _create_render(rt: Runtime, job: JobRecord) -> str:
 
 
 def _video(rt: Runtime, job: JobRecord, step: StepRecord) -> bool:
+    if JobCreate.model_validate(job.request).video is None:
+        # No render asked for (an app without a render step): the job ends with its images; no video_url.
+        rt.jobs.update(job.id, lambda j: finish_step(j, StepName.VIDEO, now=time.time()))
+        return True
     return _batch_step(rt, job, step, _create_render)
 
 

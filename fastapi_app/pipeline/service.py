@@ -59,6 +59,7 @@ def to_status(job: JobRecord, batches: dict[str, Batch]) -> JobStatus:
         )
     costs = [step.cost for step in steps if step.cost is not None]
     current = job.current()
+    rendered = job.step(StepName.VIDEO).batch_id is not None  # a job created with "video": null has no video
     return JobStatus(
         id=job.id,
         status=job.status,
@@ -73,7 +74,7 @@ def to_status(job: JobRecord, batches: dict[str, Batch]) -> JobStatus:
             total=len(steps),
         ),
         segments_url=f"/jobs/{job.id}/segments.json" if job.segments_key else None,
-        video_url=f"/jobs/{job.id}/video" if job.status is BatchStatus.COMPLETED else None,
+        video_url=f"/jobs/{job.id}/video" if job.status is BatchStatus.COMPLETED and rendered else None,
         cost_total=round(sum(costs), 6) if costs else None,
         version=job.version,
         error=job.error,

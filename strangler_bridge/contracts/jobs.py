@@ -82,7 +82,10 @@ class JobCreate(BaseModel):
     voice: str = Field("default", min_length=1, max_length=100)
     image_style: str | None = Field(None, max_length=500)
     images: ImageOptions = Field(default_factory=ImageOptions)
-    video: VideoOptions = Field(default_factory=VideoOptions)
+    video: VideoOptions | None = Field(
+        default_factory=VideoOptions,
+        description="How the video is rendered; null: no render, the job ends once its images are made.",
+    )
     video_id: str | None = Field(None, max_length=200)
     metadata: JsonObject = Field(default_factory=dict)
 
