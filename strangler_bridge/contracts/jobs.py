@@ -111,6 +111,26 @@ class StepStatus(BaseModel):
     error: str | None = None
 
 
+class JobFile(BaseModel):
+    """One chunk's audio or one image of a job, with a link once the file exists."""
+
+    index: int
+    status: ItemStatus
+    url: str | None = Field(None, description="Signed, expiring path on the service; no token needed.")
+    attempts: int = Field(0, description="Provider submissions of the work that made it (more than 1: retried).")
+    error: str | None = None
+
+
+class JobFiles(BaseModel):
+    """``GET /jobs/{id}/files``: signed links to what the job has produced so far."""
+
+    id: str
+    segments: str | None = Field(None, description="Signed path of segments.json, once stored.")
+    video: str | None = Field(None, description="Signed path of the video, once rendered.")
+    audio: list[JobFile] = Field(default_factory=list, description="One per chunk, in chunk order.")
+    images: list[JobFile] = Field(default_factory=list, description="One per chunk, in chunk order.")
+
+
 class JobStatus(BaseModel):
     """``GET /jobs/{id}`` body."""
 
