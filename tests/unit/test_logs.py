@@ -99,7 +99,7 @@ def test_secrets_are_masked_in_messages_arguments_and_tracebacks(output: io.Stri
 
 def test_lines_carry_no_terminal_colour_codes(output: io.StringIO) -> None:
     coloured = "Uvicorn running on \x1b[1mhttp://127.0.0.1:8000\x1b[0m"
-    logging.getLogger("uvicorn.error").info("%s", "Uvicorn running", extra={"color_message": coloured})
+    logging.getLogger("strangler.test").info("%s", "Uvicorn running", extra={"color_message": coloured})
     logging.getLogger("strangler.test").warning("state \x1b[32mgreen\x1b[0m")
     first, second = lines(output)
     assert "color_message" not in first
