@@ -192,8 +192,12 @@ def _sign_in(page: Any, stack: DevStack) -> None:
 
 
 def _within(page: Any, locator: Any, width: int) -> None:
-    box = locator.bounding_box()
-    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (box, width)
+    # The page redraws its tables every second, so a measurement can land on a row just replaced: measure again.
+    def fits() -> bool:
+        box = locator.bounding_box(timeout=TIMEOUT_MS)
+        return box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+
+    wait_for(fits, timeout=30, interval=0.2, what=f"{locator} to fit in {width} px")
 
 
 @pytest.mark.parametrize("width", [1400, 800])
