@@ -94,6 +94,7 @@ class StranglerBridge:
             lambda: client.get_flags(timeout_s=FLAG_FETCH_TIMEOUT_S, policy=NO_RETRY),
             ttl_s=settings.flags_cache_s,
             static=settings.flags,
+            wait_s=FLAG_FETCH_TIMEOUT_S,
         )
         # Fallbacks, shadow results and breaker changes are kept here and also reported to the service (buffered
         # while it is unreachable), so its /metrics and operator page show them; this never blocks a legacy request.

@@ -2,7 +2,11 @@
 
 Values start as the static ``STRANGLER_FLAGS`` config, are replaced by the service's on each successful
 fetch, and stay at the last known values while the service cannot be reached. Fetches happen lazily on
-access; while one thread fetches, every other thread reads the current values without waiting.
+access, one at a time (single flight). A request whose values are older than ``STRANGLER_FLAGS_CACHE_S``
+waits for the fetch in flight (at most ``wait_s``, the fetch timeout) instead of using old values, so a flag
+change reaches every request within the cache time plus the fetch timeout, bursts included. While the service
+is known to be unreachable (the last fetch failed) the next fetch runs in the background and requests wait for
+it only :data:`UNREACHABLE_WAIT_S` (enough for a service that is back, nothing much for one that hangs).
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from strangler_bridge.flags import default_flags
 log = logging.getLogger(__name__)
 
 FlagSource = Literal["static", "service", "stale"]
+
+#: While the last fetch failed, a request waits at most this long for the next one.
+UNREACHABLE_WAIT_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class FlagCache:
         ttl_s: float,
         static: Mapping[Phase, PhaseFlag] | None = None,
         retry_after_failure_s: float = 1.0,
+        wait_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch
@@ -57,23 +65,33 @@ class FlagCache:
         self._clock = clock
         self._static = default_flags(static)
         self._current = FlagSnapshot(MappingProxyType(dict(self._static)), "static")
+        self._wait_s = wait_s
         self._next_fetch = clock()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._fetching = threading.Lock()
+        self._fetches = 0  # finished fetches, so a waiter knows when the one in flight is done
 
     def get(self, phase: Phase | str) -> PhaseFlag:
         """The flag in force for ``phase`` (refreshing first if the cache is due)."""
         return self.snapshot().flags[Phase(phase)]
 
     def snapshot(self) -> FlagSnapshot:
-        """Every phase's flag, refreshed first if due and no other thread is refreshing."""
-        if self._clock() >= self._next_fetch and self._fetching.acquire(blocking=False):
-            try:
-                if self._clock() >= self._next_fetch:
-                    self._refresh()
-            finally:
-                self._fetching.release()
+        """Every phase's flag, refreshed first if due (waiting briefly for a refresh already in flight)."""
         with self._lock:
+            current, seen = self._current, self._fetches
+            if self._clock() < self._next_fetch:
+                return current
+        reachable = current.error is None
+        if self._fetching.acquire(blocking=False):
+            if reachable:
+                self._refresh_and_release()
+                with self._lock:
+                    return self._current
+            # Known unreachable: fetch in the background, so a hung service does not hold up this request.
+            threading.Thread(target=self._refresh_and_release, name="strangler-flags", daemon=True).start()
+        wait_s = self._wait_s if reachable else min(self._wait_s, UNREACHABLE_WAIT_S)
+        with self._lock:
+            self._lock.wait_for(lambda: self._fetches != seen, timeout=wait_s)
             return self._current
 
     def peek(self) -> FlagSnapshot:
@@ -85,6 +103,16 @@ class FlagCache:
         """Make the next access fetch (after a flag change made from this process, for instance)."""
         with self._lock:
             self._next_fetch = self._clock()
+
+    def _refresh_and_release(self) -> None:
+        try:
+            if self._clock() >= self._next_fetch:
+                self._refresh()
+        finally:
+            with self._lock:
+                self._fetches += 1
+                self._lock.notify_all()
+            self._fetching.release()
 
     def _refresh(self) -> None:
         try:

@@ -27,10 +27,11 @@ import socket
 import threading
 from collections import deque
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from flask_plugin.events import BridgeEvent, EventKind, EventLog
 from strangler_bridge.contracts.flags import Phase
+from strangler_bridge.errors import ServiceUnavailable
 from strangler_bridge.http import NO_RETRY
 from strangler_bridge.service_client import ServiceClient
 
@@ -155,20 +156,23 @@ class EventReporter:
                 drops = self._unreported_drops
             if not batch and not drops:
                 return
-            ok = self._send(batch, drops)
+            outcome = self._send(batch, drops)
             with self._cond:
-                if ok:
+                if outcome == "sent":
                     self.sent += len(batch)
-                    self._settled += len(batch)
-                    self._unreported_drops -= drops
-                else:
+                elif outcome == "refused":  # the service will never take this report: sending again cannot help
+                    self.dropped += len(batch)
+                if outcome == "unreachable":
                     self._queue.extendleft(reversed(batch))  # back at the front, in order, for the next try
                     self._trim()
+                else:
+                    self._settled += len(batch)
+                    self._unreported_drops -= drops
                 self._cond.notify_all()
-            if not ok:
+            if outcome == "unreachable":
                 return
 
-    def _send(self, batch: list[dict[str, Any]], drops: int) -> bool:
+    def _send(self, batch: list[dict[str, Any]], drops: int) -> Literal["sent", "refused", "unreachable"]:
         source = self.source or f"{socket.gethostname()}:{os.getpid()}"
         report: dict[str, Any] = {"events": batch, "source": source}
         if drops:
@@ -176,7 +180,7 @@ class EventReporter:
         body = json.dumps(report, default=str).encode()
         try:
             self.client.call("POST", EVENTS_PATH, _ignore, policy=NO_RETRY, content=body, timeout=self.timeout_s)
-        except Exception as exc:
+        except ServiceUnavailable as exc:
             if not self._failures:  # once per failure streak, not once per batch
                 log.warning(
                     "strangler-bridge: could not report %d event(s) to the service (kept, sent when it is back): %s",
@@ -184,11 +188,14 @@ class EventReporter:
                     exc,
                 )
             self._failures += 1
-            return False
+            return "unreachable"
+        except Exception as exc:
+            log.warning("strangler-bridge: the service refused %d event report(s); dropped: %s", len(batch), exc)
+            return "refused"
         if self._failures:
             log.info("strangler-bridge: event reports reach the service again")
         self._failures = 0
-        return True
+        return "sent"
 
 
 def breaker_event(phase: Phase, data: dict[str, Any]) -> dict[str, Any]:

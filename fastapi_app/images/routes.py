@@ -7,9 +7,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from fastapi_app import enqueueing
+from fastapi_app import cancelling, enqueueing
 from fastapi_app.auth import require_token
-from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, accepted, artifact_response, read_batch, runtime
+from fastapi_app.batch_views import (
+    CANCEL_ERRORS,
+    CANCELLED_BY_CLIENT,
+    CREATE_ERRORS,
+    ERRORS,
+    accepted,
+    artifact_response,
+    read_batch,
+    runtime,
+)
 from fastapi_app.images import service
 from strangler_bridge.contracts.images import ImageBatchCreate, ImageBatchStatus
 
@@ -57,3 +66,17 @@ async def get_batch(
 def get_image(batch_id: str, index: int, request: Request) -> Response:
     """Stream the image with its content type (404 until it is completed)."""
     return artifact_response(request, "img", batch_id, index)
+
+
+@router.post(
+    "/batch/{batch_id}/cancel",
+    response_model=ImageBatchStatus,
+    summary="Cancel an image batch",
+    responses=CANCEL_ERRORS,
+)
+def cancel(batch_id: str, request: Request) -> ImageBatchStatus:
+    """Stop submitting its images; idempotent (a finished batch is answered as is).
+
+    Runware cannot cancel a request in flight: such an image finishes and is kept by its taskUUID for reuse.
+    """
+    return service.to_status(cancelling.cancel_requested(runtime(request), "img", batch_id, CANCELLED_BY_CLIENT))
