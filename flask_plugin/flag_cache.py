@@ -5,8 +5,9 @@ fetch, and stay at the last known values while the service cannot be reached. Fe
 access, one at a time (single flight). A request whose values are older than ``STRANGLER_FLAGS_CACHE_S``
 waits for the fetch in flight (at most ``wait_s``, the fetch timeout) instead of using old values, so a flag
 change reaches every request within the cache time plus the fetch timeout, bursts included. While the service
-is known to be unreachable (the last fetch failed) the next fetch runs in the background and requests wait for
-it only :data:`UNREACHABLE_WAIT_S` (enough for a service that is back, nothing much for one that hangs).
+is known to be unreachable (the last fetch failed) a background thread fetches again every pause (and when a
+request finds the values due), and requests wait for it only :data:`UNREACHABLE_WAIT_S`: enough for a service
+that is back, next to nothing for one that hangs.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ class FlagCache:
         self._lock = threading.Condition()
         self._fetching = threading.Lock()
         self._fetches = 0  # finished fetches, so a waiter knows when the one in flight is done
+        self._retrying = False
+        self._retry_now = threading.Event()
+        self._closed = threading.Event()
 
     def get(self, phase: Phase | str) -> PhaseFlag:
         """The flag in force for ``phase`` (refreshing first if the cache is due)."""
@@ -81,15 +85,16 @@ class FlagCache:
             current, seen = self._current, self._fetches
             if self._clock() < self._next_fetch:
                 return current
-        reachable = current.error is None
-        if self._fetching.acquire(blocking=False):
-            if reachable:
-                self._refresh_and_release()
-                with self._lock:
-                    return self._current
-            # Known unreachable: fetch in the background, so a hung service does not hold up this request.
-            threading.Thread(target=self._refresh_and_release, name="strangler-flags", daemon=True).start()
-        wait_s = self._wait_s if reachable else min(self._wait_s, UNREACHABLE_WAIT_S)
+        if current.error is not None:
+            # Known unreachable: the retry runs on the background thread; wake it and wait only a moment, so a
+            # hung service does not hold up requests while one that is back answers in time.
+            self._retry_now.set()
+            wait_s = min(self._wait_s, UNREACHABLE_WAIT_S)
+        elif self._fetching.acquire(blocking=False):
+            self._refresh_and_release()
+            wait_s = 0.0
+        else:
+            wait_s = self._wait_s  # another request is fetching: wait for its values rather than use old ones
         with self._lock:
             self._lock.wait_for(lambda: self._fetches != seen, timeout=wait_s)
             return self._current
@@ -104,9 +109,29 @@ class FlagCache:
         with self._lock:
             self._next_fetch = self._clock()
 
-    def _refresh_and_release(self) -> None:
+    def close(self) -> None:
+        """Stop the background retries (a clean shutdown)."""
+        self._closed.set()
+        self._retry_now.set()
+
+    def _retry_until_fetched(self) -> None:
+        """The background thread while the service is unreachable: fetch every pause (or when woken) until it works."""
+        while True:
+            self._retry_now.wait(self._retry_after_failure_s)
+            self._retry_now.clear()
+            if self._closed.is_set():
+                break
+            if self._fetching.acquire(blocking=False):
+                self._refresh_and_release(force=True)
+            with self._lock:
+                if self._current.error is None:
+                    break
+        with self._lock:
+            self._retrying = False
+
+    def _refresh_and_release(self, *, force: bool = False) -> None:
         try:
-            if self._clock() >= self._next_fetch:
+            if force or self._clock() >= self._next_fetch:
                 self._refresh()
         finally:
             with self._lock:
@@ -135,6 +160,10 @@ class FlagCache:
             source: FlagSource = "static" if previous.source == "static" else "stale"
             self._current = FlagSnapshot(previous.flags, source, previous.version, previous.fetched_at, str(exc))
             self._next_fetch = self._clock() + self._retry_after_failure_s
+            start = not self._retrying and not self._closed.is_set()
+            self._retrying = self._retrying or start
+        if start:
+            threading.Thread(target=self._retry_until_fetched, name="strangler-flags", daemon=True).start()
         if first:
             kept = "static configuration" if source == "static" else f"last known values (version {previous.version})"
             log.warning("strangler-bridge: cannot fetch flags from the service (%s); using %s", exc, kept)

@@ -42,6 +42,7 @@ class BridgeState:
         if self.abandoned is not None:
             self.abandoned.close()
         self.events.close()
+        self.flags.close()
         self.client.close()
 
 
