@@ -29,6 +29,8 @@ from strangler_bridge.errors import DeadlineExceeded, ServiceError, StepStalled
 from strangler_bridge.http import NO_RETRY, Operation, RetryableStatus
 from strangler_bridge.service_client import ServiceClient, parsed, read_model, service_error
 
+#: When the sender of a create stops waiting for it (Unix time); see ``fastapi_app.client_deadline``.
+GIVE_UP_HEADER = "X-Strangler-Give-Up-At"
 #: The service caps ``?wait=`` at this many seconds (30 for every kind is safe).
 MAX_WAIT_S = 30
 _BLOCK = 64 * 1024
@@ -148,6 +150,11 @@ def idempotency_key(step: str, video_id: str | None, body: bytes) -> str:
     return f"{step}:{video}:{hashlib.sha256(body).hexdigest()[:32]}"
 
 
+def give_up_at(timeout_s: float) -> str:
+    """The ``X-Strangler-Give-Up-At`` value of a try sent now that waits at most ``timeout_s`` for its answer."""
+    return f"{time.time() + timeout_s:.3f}"
+
+
 def as_deadline(deadline: Deadline | float) -> Deadline:
     """``deadline`` itself, or a new one of that many seconds."""
     return deadline if isinstance(deadline, Deadline) else Deadline(deadline)
@@ -165,6 +172,9 @@ class BatchClient(ServiceClient):
         headers = {"Idempotency-Key": key or idempotency_key(route.step, video_id, content)}
         if video_id:
             headers["X-Video-Id"] = video_id  # the service's log lines (API and workers) carry it
+        # When this client stops waiting: a paused or swamped API that reads the request later refuses it instead
+        # of creating work nobody waits for (``fastapi_app.client_deadline``; restamped on each try).
+        headers[GIVE_UP_HEADER] = give_up_at(self.timeout_s)
         return self.call("POST", route.path, route.parse, content=content, headers=headers)
 
     def get(self, route: BatchRoute[S], batch_id: str, *, wait_s: int = 0, since: int | None = None) -> S:

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from flask_plugin.batches import GIVE_UP_HEADER, give_up_at
 from strangler_bridge.contracts.flags import Phase
 from strangler_bridge.errors import BreakerOpen
 
@@ -174,13 +175,21 @@ def guarding(breaker: CircuitBreaker) -> Iterator[None]:
 
 
 class GuardedTransport(httpx.BaseTransport):
-    """Asks the current step's breaker (if any) before each request, and tells it how the request went."""
+    """Asks the current step's breaker (if any) before each request, and tells it how the request went.
+
+    It also stamps each try of a create with when this client stops waiting for it (``X-Strangler-Give-Up-At``),
+    since retries resend the same request object.
+    """
 
     def __init__(self, inner: httpx.BaseTransport) -> None:
         self.inner = inner
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` unless the active breaker refuses it (:class:`BreakerOpen`)."""
+        if GIVE_UP_HEADER in request.headers:
+            timeouts = request.extensions.get("timeout") or {}
+            waits = sum(timeouts.get(name) or 0 for name in ("connect", "write", "read"))
+            request.headers[GIVE_UP_HEADER] = give_up_at(waits)
         breaker = _active.get()
         if breaker is None:
             return self.inner.handle_request(request)

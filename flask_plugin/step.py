@@ -96,7 +96,7 @@ class StepRouter:
         except Exception as exc:
             if not route.flag.fallback:
                 raise
-            self._fell_back(state, route, exc)
+            self._fell_back(state, route, exc, deadline)
             return call.legacy()
         state.events.record(EventKind.SERVICE, self.phase, route.video_id)
         return result
@@ -115,13 +115,15 @@ class StepRouter:
                 abandoned.abandon(deadline)
             raise
 
-    def _fell_back(self, state: BridgeState, route: Route, exc: Exception) -> None:
+    def _fell_back(self, state: BridgeState, route: Route, exc: Exception, deadline: Deadline) -> None:
         where = f"{self.phase.value} for video {route.video_id}"
         if isinstance(exc, (ServiceError, DeadlineExceeded)):
             log.warning("strangler-bridge: service failed (%s) for %s; running the legacy code", exc, where)
         else:
             log.exception("strangler-bridge: service path broke for %s; running the legacy code", where)
-        state.events.record(EventKind.FALLBACK, self.phase, route.video_id, str(exc), {"code": _code(exc)})
+        # The work the step started and gave up on (being cancelled on the service), so operators can find it.
+        data = {"code": _code(exc), "abandoned": [work_id for _, work_id in deadline.started]}
+        state.events.record(EventKind.FALLBACK, self.phase, route.video_id, str(exc), data)
 
     def _with_shadow(self, state: BridgeState, call: StepCall, route: Route) -> Any:
         try:
