@@ -116,8 +116,11 @@ class CircuitBreaker:
             snapshot = self._move(BreakerState.CLOSED, None) if self._state is not BreakerState.CLOSED else None
         self._notify(snapshot)
 
-    def failed(self, reason: str) -> None:
-        """A request failed (transport error, timeout, 5xx): count it; open at the limit or after a failed trial."""
+    def failed(self, reason: str) -> bool:
+        """A request failed (transport error, timeout, 5xx): count it; open at the limit or after a failed trial.
+
+        Returns whether the breaker is open now.
+        """
         with self._lock:
             self._failures += 1
             snapshot = None
@@ -125,7 +128,9 @@ class CircuitBreaker:
                 self._state is BreakerState.CLOSED and self._failures >= self.max_failures
             ):
                 snapshot = self._move(BreakerState.OPEN, reason)
+            is_open = self._state is BreakerState.OPEN
         self._notify(snapshot)
+        return is_open
 
     def trip(self, reason: str) -> None:
         """Open the breaker now (a step stalled or outlived its deadline)."""
@@ -194,20 +199,18 @@ class GuardedTransport(httpx.BaseTransport):
         if breaker is None:
             return self.inner.handle_request(request)
         if not breaker.allow():
-            wait = breaker.retry_in()
-            raise BreakerOpen(
-                f"the {breaker.phase.value} breaker is open after repeated service failures; "
-                f"the next trial call is in {wait:.0f} s",
-                status_code=0,
-                service_code="breaker_open",
-            )
+            raise _open(breaker)
         try:
             response = self.inner.handle_request(request)
         except httpx.TransportError as exc:
-            breaker.failed(f"{type(exc).__name__}: {exc}".rstrip(": "))
+            # The failure that opens the breaker ends the call now, rather than after another back-off.
+            if breaker.failed(f"{type(exc).__name__}: {exc}".rstrip(": ")):
+                raise _open(breaker) from exc
             raise
         if response.status_code >= 500:
-            breaker.failed(f"HTTP {response.status_code} from {request.url.path}")
+            if breaker.failed(f"HTTP {response.status_code} from {request.url.path}"):
+                response.close()
+                raise _open(breaker)
         else:
             breaker.succeeded()
         return response
@@ -215,3 +218,12 @@ class GuardedTransport(httpx.BaseTransport):
     def close(self) -> None:
         """Close the wrapped transport."""
         self.inner.close()
+
+
+def _open(breaker: CircuitBreaker) -> BreakerOpen:
+    return BreakerOpen(
+        f"the {breaker.phase.value} breaker is open after repeated service failures; "
+        f"the next trial call is in {breaker.retry_in():.0f} s",
+        status_code=0,
+        service_code="breaker_open",
+    )
