@@ -86,10 +86,10 @@ class FlagCache:
             if self._clock() < self._next_fetch:
                 return current
         if current.error is not None:
-            # Known unreachable: the retry runs on the background thread; wake it and wait only a moment, so a
-            # hung service does not hold up requests while one that is back answers in time.
+            # Known unreachable: the retry runs on the background thread. Wake it and wait only a moment (a service
+            # that is back answers in time); when a retry is already in flight, the service is slow: do not wait.
+            wait_s = 0.0 if self._fetching.locked() else min(self._wait_s, UNREACHABLE_WAIT_S)
             self._retry_now.set()
-            wait_s = min(self._wait_s, UNREACHABLE_WAIT_S)
         elif self._fetching.acquire(blocking=False):
             self._refresh_and_release()
             wait_s = 0.0
