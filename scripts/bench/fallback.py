@@ -13,7 +13,7 @@ For each, the first failing video (the breaker still closed) and the next ones (
 paired with a video of the legacy path alone made right after it (the same app with every phase legacy); the
 figures are the milliseconds a video adds over its pair. Settings are the defaults except the stall time.
 
-    python scripts/bench/fallback.py [--quick] [--runs N] [--videos 5] [--stall-s 5]
+    python scripts/bench/fallback.py [--quick] [--runs 2] [--videos 5] [--stall-s 5]
 """
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ def main() -> None:
     options = args.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request of the legacy app
     logging.getLogger("flask_plugin").setLevel(logging.ERROR)  # the fallbacks are expected here
-    runs, videos = runs_of(options), options.videos or (2 if options.quick else 5)
+    runs, videos = runs_of(options, full=2), options.videos or (2 if options.quick else 5)
     stall_s = options.stall_s
     from strangler_bridge.simulators.runpod.app import create_app as runpod_app
     from strangler_bridge.simulators.runpod.config import RunPodSimConfig
