@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask_plugin.background import BackgroundThread
 from flask_plugin.batches import BatchRoute, Deadline
 from strangler_bridge.errors import ServiceError, ServiceUnavailable
 from strangler_bridge.http import NO_RETRY
@@ -54,8 +54,7 @@ class AbandonedWork:
         self._lock = threading.Condition()
         self._wake = threading.Event()
         self._closing = False
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        self._thread = BackgroundThread(self._run, "strangler-cancel")
 
     @contextlib.contextmanager
     def running(self, deadline: Deadline) -> Iterator[None]:
@@ -79,7 +78,7 @@ class AbandonedWork:
                 self._queue.popleft()
                 self.given_up += 1
             if deadline.started:
-                self._ensure_thread()
+                self._thread.ensure()
         self._wake.set()
 
     def pending(self) -> int:
@@ -95,19 +94,12 @@ class AbandonedWork:
             for deadline in running:
                 deadline.abandon("the app is shutting down")
                 self._queue.extend(_Cancel(route, work_id) for route, work_id in deadline.started)
-            thread = self._thread if self._pid == os.getpid() else None
-        if thread is None:
+            here = self._thread.started_here()
+        if not here:  # no thread to hand the cancels to: send them from here
             self._drain(time.monotonic() + timeout_s)
             return
         self._wake.set()
-        thread.join(timeout_s)
-
-    def _ensure_thread(self) -> None:
-        # Called with the lock held; a forked child starts its own thread.
-        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-            self._pid = os.getpid()
-            self._thread = threading.Thread(target=self._run, name="strangler-cancel", daemon=True)
-            self._thread.start()
+        self._thread.join(timeout_s)
 
     def _run(self) -> None:
         failures = 0

@@ -221,9 +221,10 @@ class GuardedTransport(httpx.BaseTransport):
 
 
 def _open(breaker: CircuitBreaker) -> BreakerOpen:
+    snapshot = breaker.snapshot()
     return BreakerOpen(
-        f"the {breaker.phase.value} breaker is open after repeated service failures; "
-        f"the next trial call is in {breaker.retry_in():.0f} s",
+        f"the {breaker.phase.value} breaker is open after {snapshot.failures} service failures (last: "
+        f"{snapshot.reason}); the next trial call is in {breaker.retry_in():.0f} s",
         status_code=0,
         service_code="breaker_open",
     )

@@ -29,6 +29,7 @@ from collections import deque
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from flask_plugin.background import BackgroundThread
 from flask_plugin.events import BridgeEvent, EventKind, EventLog
 from strangler_bridge.contracts.flags import Phase
 from strangler_bridge.errors import ServiceUnavailable
@@ -78,8 +79,7 @@ class EventReporter:
         self._cond = threading.Condition()
         self._wake = threading.Event()
         self._closing = False
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        self._thread = BackgroundThread(self._run, "strangler-event-reporter")
         self._failures = 0
 
     @property
@@ -103,7 +103,7 @@ class EventReporter:
             self._submitted += 1
             self._queue.append(item)
             self._trim()
-            self._ensure_thread()
+            self._thread.ensure()
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Send what was queued so far now; whether it was all sent (or dropped) within ``timeout_s``."""
@@ -116,10 +116,8 @@ class EventReporter:
         """Try once more to send what is left (within ``timeout_s``) and stop the thread."""
         with self._cond:
             self._closing = True
-            thread = self._thread if self._pid == os.getpid() else None
         self._wake.set()
-        if thread is not None:
-            thread.join(timeout_s)
+        self._thread.join(timeout_s)
 
     def _trim(self) -> None:
         # Called with the lock held.
@@ -129,13 +127,6 @@ class EventReporter:
             self._unreported_drops += 1
             self._settled += 1
         self._cond.notify_all()
-
-    def _ensure_thread(self) -> None:
-        # Called with the lock held. A forked child inherits the queue but not the thread: start its own.
-        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-            self._pid = os.getpid()
-            self._thread = threading.Thread(target=self._run, name="strangler-event-reporter", daemon=True)
-            self._thread.start()
 
     def _run(self) -> None:
         while True:
