@@ -20,6 +20,7 @@ import contextlib
 import copy
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,13 +91,14 @@ class StepRouter:
 
     def _on_service(self, state: BridgeState, call: StepCall, route: Route) -> Any:
         deadline = Deadline(state.settings.service_timeout_s, stall_s=state.settings.service_stall_s)
+        started = time.monotonic()
         try:
             request = self.adapter.build_request(call)
             result = self._run(state, request, self.adapter.output_dir(call), deadline)
         except Exception as exc:
             if not route.flag.fallback:
                 raise
-            self._fell_back(state, route, exc, deadline)
+            self._fell_back(state, route, exc, deadline, time.monotonic() - started)
             return call.legacy()
         state.events.record(EventKind.SERVICE, self.phase, route.video_id)
         return result
@@ -115,14 +117,19 @@ class StepRouter:
                 abandoned.abandon(deadline)
             raise
 
-    def _fell_back(self, state: BridgeState, route: Route, exc: Exception, deadline: Deadline) -> None:
+    def _fell_back(self, state: BridgeState, route: Route, exc: Exception, deadline: Deadline, waited_s: float) -> None:
         where = f"{self.phase.value} for video {route.video_id}"
         if isinstance(exc, (ServiceError, DeadlineExceeded)):
             log.warning("strangler-bridge: service failed (%s) for %s; running the legacy code", exc, where)
         else:
             log.exception("strangler-bridge: service path broke for %s; running the legacy code", where)
         # The work the step started and gave up on (being cancelled on the service), so operators can find it.
-        data = {"code": _code(exc), "abandoned": [work_id for _, work_id in deadline.started]}
+        # waited_s: what the fallback cost this call before the legacy code started.
+        data = {
+            "code": _code(exc),
+            "abandoned": [work_id for _, work_id in deadline.started],
+            "waited_s": round(waited_s, 4),
+        }
         state.events.record(EventKind.FALLBACK, self.phase, route.video_id, str(exc), data)
 
     def _with_shadow(self, state: BridgeState, call: StepCall, route: Route) -> Any:
