@@ -27,9 +27,8 @@ from examples.legacy_app import create_app
 from flask_plugin import StranglerBridge
 from strangler_bridge.cli.devstack import SIM_KEY, DevStack
 from strangler_bridge.cli.servers import ThreadedServer
-from strangler_bridge.settings import Settings
 from tests.conftest import TEST_TOKEN
-from tests.support.stack import follow, tts_body
+from tests.support.stack import follow, forget_keys, legacy_stack, tts_body
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -42,35 +41,16 @@ FAST_RUNPOD = {"execution_time_s": 0.05, "webhook_retry_delay_s": 0.05}
 
 @pytest.fixture(scope="module")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    root = tmp_path_factory.mktemp("fallback-stack")
     prefix = f"t{uuid.uuid4().hex[:12]}"
-    base = Settings.load(
-        redis_url=redis_url,
-        redis_prefix=prefix,
-        artifacts_dir=root / "artifacts",
-        api_tokens=[TEST_TOKEN],
-        webhook_secret="test-webhook-secret",
-        reconcile_after_s=1.5,
-        reconcile_interval_s=0.2,
-        tts_group_size=4,
+    root = tmp_path_factory.mktemp("fallback-stack")
+    running = legacy_stack(
+        redis_url, root, prefix, TEST_TOKEN, runpod=FAST_RUNPOD, runware={"latency_s": 0.05, "image_max_side": 64}
     )
-    running = DevStack(
-        base, runpod=FAST_RUNPOD, runware={"latency_s": 0.05, "image_max_side": 64}, log_dir=root / "logs"
-    ).start()
     try:
         yield running
     finally:
         running.stop()
-        _forget_keys(redis_url, prefix)
-
-
-def _forget_keys(redis_url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(f"{prefix}*", count=1000):
-        client.delete(key)
-    client.close()
+        forget_keys(redis_url, prefix)
 
 
 @pytest.fixture(scope="module")
