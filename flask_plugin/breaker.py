@@ -4,8 +4,10 @@
 resets the count, and ``STRANGLER_BREAKER_FAILURES`` failures in a row open the breaker. ``open``: for
 ``STRANGLER_BREAKER_COOLDOWN_S`` no request is sent and the step falls back at once (:class:`BreakerOpen`).
 ``half_open``: after the cool-down one trial request goes through (others still fall back); its success
-closes the breaker, its failure opens it for another cool-down. A step given up for a stall or its deadline
-opens the breaker at once: that step already cost the whole wait.
+closes the breaker, its failure opens it for another cool-down, twice as long (up to 8 times). With a probe
+(the extension uses ``GET /readyz``), a background check must pass before a request becomes the trial, so a
+service that is down or hung never costs a request a trial. A step given up for a stall or its deadline opens
+the breaker at once: that step already cost the whole wait.
 
 Requests are counted one by one, retries included, so a service that refuses connections opens the breaker
 within the first call instead of after several videos. The guard sits in the client's transport
@@ -32,6 +34,9 @@ import httpx
 from flask_plugin.batches import GIVE_UP_HEADER, give_up_at
 from strangler_bridge.contracts.flags import Phase
 from strangler_bridge.errors import BreakerOpen
+
+#: A cool-down grows (doubling after each failed trial) to at most this many times ``STRANGLER_BREAKER_COOLDOWN_S``.
+MAX_BACKOFF = 8
 
 
 class BreakerState(str, Enum):
@@ -66,7 +71,10 @@ class BreakerSnapshot:
 class CircuitBreaker:
     """One phase's breaker, shared by every thread of the app.
 
-    ``on_change`` is called with the new snapshot after each state change, outside the lock.
+    ``on_change`` is called with the new snapshot after each state change, outside the lock. ``probe`` (a quick
+    check that the service answers, e.g. ``GET /readyz``) runs on a background thread when the cool-down ends:
+    only if it passes does a request become the trial, so a service that is down or hung never holds up a
+    request for a trial. Each failed trial or probe doubles the cool-down (up to :data:`MAX_BACKOFF` times).
     """
 
     def __init__(
@@ -76,18 +84,22 @@ class CircuitBreaker:
         failures: int = 3,
         cooldown_s: float = 30.0,
         on_change: Callable[[BreakerSnapshot], None] | None = None,
+        probe: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.phase = phase
         self.max_failures = failures
         self.cooldown_s = cooldown_s
         self._on_change = on_change
+        self._probe = probe
         self._clock = clock
         self._lock = threading.Lock()
         self._state = BreakerState.CLOSED
         self._changed_at = clock()
         self._since = datetime.now(timezone.utc)
         self._failures = 0
+        self._failed_trials = 0
+        self._probing = False
         self._reason: str | None = None
         self._trial_until = 0.0
 
@@ -98,7 +110,12 @@ class CircuitBreaker:
                 return True
             now = self._clock()
             if self._state is BreakerState.OPEN:
-                if now - self._changed_at < self.cooldown_s:
+                if now - self._changed_at < self._cooldown():
+                    return False
+                if self._probe is not None:
+                    if not self._probing:
+                        self._probing = True
+                        threading.Thread(target=self._run_probe, name="strangler-breaker-probe", daemon=True).start()
                     return False
                 snapshot = self._move(BreakerState.HALF_OPEN, self._reason)
             elif now < self._trial_until:
@@ -113,8 +130,30 @@ class CircuitBreaker:
         """A request reached a working service: reset the count, close the breaker."""
         with self._lock:
             self._failures = 0
+            self._failed_trials = 0
             snapshot = self._move(BreakerState.CLOSED, None) if self._state is not BreakerState.CLOSED else None
         self._notify(snapshot)
+
+    def _run_probe(self) -> None:
+        assert self._probe is not None
+        try:
+            ok = self._probe()
+        except Exception:  # a probe that breaks is a failed probe
+            ok = False
+        with self._lock:
+            self._probing = False
+            snapshot = None
+            if self._state is BreakerState.OPEN:
+                if ok:  # the next request is the trial
+                    snapshot = self._move(BreakerState.HALF_OPEN, self._reason)
+                else:  # still down: another (longer) cool-down
+                    self._failed_trials += 1
+                    self._changed_at = self._clock()
+        self._notify(snapshot)
+
+    def _cooldown(self) -> float:
+        # Called with the lock held.
+        return self.cooldown_s * min(1 << min(self._failed_trials, 8), MAX_BACKOFF)
 
     def failed(self, reason: str) -> bool:
         """A request failed (transport error, timeout, 5xx): count it; open at the limit or after a failed trial.
@@ -124,9 +163,10 @@ class CircuitBreaker:
         with self._lock:
             self._failures += 1
             snapshot = None
-            if self._state is BreakerState.HALF_OPEN or (
-                self._state is BreakerState.CLOSED and self._failures >= self.max_failures
-            ):
+            if self._state is BreakerState.HALF_OPEN:
+                self._failed_trials += 1
+                snapshot = self._move(BreakerState.OPEN, reason)
+            elif self._state is BreakerState.CLOSED and self._failures >= self.max_failures:
                 snapshot = self._move(BreakerState.OPEN, reason)
             is_open = self._state is BreakerState.OPEN
         self._notify(snapshot)
@@ -149,7 +189,7 @@ class CircuitBreaker:
         with self._lock:
             if self._state is not BreakerState.OPEN:
                 return 0.0
-            return max(0.0, self.cooldown_s - (self._clock() - self._changed_at))
+            return max(0.0, self._cooldown() - (self._clock() - self._changed_at))
 
     def _move(self, state: BreakerState, reason: str | None) -> BreakerSnapshot:
         # Called with the lock held.

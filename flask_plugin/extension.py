@@ -112,9 +112,16 @@ class StranglerBridge:
             )
             reporter.enqueue(breaker_event(snapshot.phase, snapshot.to_dict()))
 
+        def service_ready() -> bool:
+            return client.readiness(timeout_s=FLAG_FETCH_TIMEOUT_S) == 200
+
         breakers = {
             phase: CircuitBreaker(
-                phase, failures=settings.breaker_failures, cooldown_s=settings.breaker_cooldown_s, on_change=report
+                phase,
+                failures=settings.breaker_failures,
+                cooldown_s=settings.breaker_cooldown_s,
+                on_change=report,
+                probe=service_ready,
             )
             for phase in Phase
         }

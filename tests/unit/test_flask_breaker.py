@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 import pytest
 
 from flask_plugin.breaker import BreakerSnapshot, BreakerState, CircuitBreaker, GuardedTransport, guarding
 from strangler_bridge.contracts.flags import Phase
 from strangler_bridge.errors import BreakerOpen
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -64,7 +67,30 @@ def test_a_failed_trial_opens_it_for_another_cooldown() -> None:
     cb.failed("refused")
     assert cb.snapshot().state is BreakerState.OPEN
     assert not cb.allow()
-    assert cb.retry_in() == pytest.approx(10)
+    assert cb.retry_in() == pytest.approx(20)  # each failed trial doubles the cool-down
+
+
+def test_with_a_probe_no_request_is_the_trial_until_the_probe_passes() -> None:
+    clock, answers = Clock(), [False, True]
+    probed = threading.Event()
+
+    def probe() -> bool:
+        probed.set()
+        return answers.pop(0)
+
+    cb = CircuitBreaker(Phase.TTS, failures=1, cooldown_s=10, clock=clock, probe=probe)
+    cb.failed("hung")
+    clock.now += 11
+    assert not cb.allow()  # the cool-down is over, but the probe runs in the background and this request falls back
+    wait_for(lambda: probed.is_set() and cb.retry_in() > 0, timeout=5, what="the failed probe")
+    assert cb.retry_in() == pytest.approx(20)  # the probe failed: a longer cool-down
+    probed.clear()
+    clock.now += 21
+    assert not cb.allow()
+    wait_for(lambda: cb.snapshot().state is BreakerState.HALF_OPEN, timeout=5, what="the passed probe")
+    assert cb.allow()  # now a request is the trial
+    cb.succeeded()
+    assert cb.snapshot().state is BreakerState.CLOSED
 
 
 def test_the_guarded_transport_counts_requests_of_a_guarded_step_only() -> None:
