@@ -33,8 +33,6 @@ CANCEL_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     409: {"model": ErrorResponse, "description": "The batch belongs to a pipeline job: cancel the job"},
 }
-#: Why a batch cancelled through its route ended (shown as its ``error``).
-CANCELLED_BY_CLIENT = "cancelled by the client"
 
 
 def accepted(status: BaseModel, created: bool) -> JSONResponse:

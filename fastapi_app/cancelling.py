@@ -3,21 +3,27 @@
 Shared by the pipeline's job cancel (``orchestrator.cancel_provider_work``) and the batch routes
 ``POST /tts/batch/{id}/cancel``, ``POST /imagegen/batch/{id}/cancel`` and ``POST /video/render/{id}/cancel``,
 which the Flask side calls when it gives up waiting. The record changes at once (atomic, idempotent: a second
-cancel changes nothing); the provider calls run in a worker. A result that still arrives is kept for reuse.
+cancel changes nothing); the provider calls run in a worker. A result that still arrives is kept for reuse:
+the same create sent again (same ``Idempotency-Key`` and body) resumes a batch its client cancelled
+(:func:`resume_if_cancelled_by_client`), reusing every item already made.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from fastapi_app import enqueueing
 from fastapi_app.batch_ops import update_batch
 from fastapi_app.batch_views import NOUNS, check_id
-from fastapi_app.batches import Batch, GroupStatus, Kind, cancel_batch
+from fastapi_app.batches import Batch, GroupStatus, Kind, cancel_batch, retry_failed
 from fastapi_app.docstore import Effects
 from fastapi_app.runtime import Runtime
 from strangler_bridge.contracts.common import BatchStatus
 from strangler_bridge.errors import Conflict, NotFound, ProviderError
+
+#: Why a batch cancelled through its route ended (shown as its ``error``).
+CANCELLED_BY_CLIENT = "cancelled by the client"
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +58,7 @@ def cancel_batch_at_provider(rt: Runtime, batch_id: str) -> None:
     cancel_at_provider(rt, batch.kind, running)
 
 
-def cancel_requested(rt: Runtime, kind: Kind, batch_id: str, reason: str) -> Batch:
+def cancel_requested(rt: Runtime, kind: Kind, batch_id: str, reason: str = CANCELLED_BY_CLIENT) -> Batch:
     """The cancel route of a batch: stop it now, cancel provider work in a worker; the batch as it stands.
 
     404 for an unknown batch (or one of another kind); 409 for a batch of a pipeline job (cancel the job).
@@ -75,3 +81,15 @@ def cancel_requested(rt: Runtime, kind: Kind, batch_id: str, reason: str) -> Bat
     if running:
         enqueueing.cancel_at_provider(rt, batch_id)
     return batch
+
+
+def resume_if_cancelled_by_client(rt: Runtime, batch: Batch) -> tuple[Batch, bool]:
+    """A create replayed for a batch its client cancelled: resume it (completed items kept). ``(batch, resumed)``.
+
+    A client that gave up waiting cancels its batch; when it asks for the same work again, that work is wanted
+    after all, and the items already made (or still arriving) are reused instead of answering "cancelled".
+    """
+    if batch.status is not BatchStatus.CANCELLED or batch.error != CANCELLED_BY_CLIENT or batch.job_id:
+        return batch, False
+    resumed, again = update_batch(rt, batch.id, lambda b: retry_failed(b, now=time.time()))
+    return resumed, again > 0

@@ -11,7 +11,6 @@ from fastapi_app import cancelling, enqueueing
 from fastapi_app.auth import require_token
 from fastapi_app.batch_views import (
     CANCEL_ERRORS,
-    CANCELLED_BY_CLIENT,
     CREATE_ERRORS,
     ERRORS,
     accepted,
@@ -36,7 +35,9 @@ def create_batch(body: ImageBatchCreate, request: Request, idempotency_key: Idem
     """
     rt = runtime(request)
     batch, created = service.create_batch(rt, body, idempotency_key=idempotency_key)
-    if created:
+    # The same create again for a batch its client cancelled on giving up: the work is wanted after all.
+    batch, resumed = (batch, False) if created else cancelling.resume_if_cancelled_by_client(rt, batch)
+    if created or resumed:
         enqueueing.submit_images(rt, batch.id)
     return accepted(service.to_status(batch), created)
 
@@ -79,4 +80,4 @@ def cancel(batch_id: str, request: Request) -> ImageBatchStatus:
 
     Runware cannot cancel a request in flight: such an image finishes and is kept by its taskUUID for reuse.
     """
-    return service.to_status(cancelling.cancel_requested(runtime(request), "img", batch_id, CANCELLED_BY_CLIENT))
+    return service.to_status(cancelling.cancel_requested(runtime(request), "img", batch_id))

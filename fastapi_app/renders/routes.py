@@ -12,7 +12,6 @@ from fastapi_app import cancelling, enqueueing
 from fastapi_app.auth import require_token
 from fastapi_app.batch_views import (
     CANCEL_ERRORS,
-    CANCELLED_BY_CLIENT,
     CREATE_ERRORS,
     ERRORS,
     accepted,
@@ -37,7 +36,9 @@ def create_render(body: VideoRenderCreate, request: Request, idempotency_key: Id
     """Store the render and hand it to the video service; answers at once with its status."""
     rt = runtime(request)
     batch, created = service.create_render(rt, body, idempotency_key=idempotency_key)
-    if created:
+    # The same create again for a batch its client cancelled on giving up: the work is wanted after all.
+    batch, resumed = (batch, False) if created else cancelling.resume_if_cancelled_by_client(rt, batch)
+    if created or resumed:
         enqueueing.submit_render(rt, batch.id)
     return accepted(service.to_status(batch), created)
 
@@ -58,7 +59,7 @@ async def get_render(
 )
 def cancel(render_id: str, request: Request) -> VideoRenderStatus:
     """Stop the render, at the video service too; idempotent (a finished render is answered as is)."""
-    return service.to_status(cancelling.cancel_requested(runtime(request), "vid", render_id, CANCELLED_BY_CLIENT))
+    return service.to_status(cancelling.cancel_requested(runtime(request), "vid", render_id))
 
 
 @router.get(

@@ -12,7 +12,6 @@ from fastapi_app import cancelling, enqueueing
 from fastapi_app.auth import require_token
 from fastapi_app.batch_views import (
     CANCEL_ERRORS,
-    CANCELLED_BY_CLIENT,
     CREATE_ERRORS,
     ERRORS,
     accepted,
@@ -47,7 +46,9 @@ def create_batch(body: TtsBatchCreate, request: Request, idempotency_key: Idempo
     """
     rt = runtime(request)
     batch, created = service.create_batch(rt, body, idempotency_key=idempotency_key)
-    if created:
+    # The same create again for a batch its client cancelled on giving up: the work is wanted after all.
+    batch, resumed = (batch, False) if created else cancelling.resume_if_cancelled_by_client(rt, batch)
+    if created or resumed:
         enqueueing.submit_tts(rt, batch.id)
     return accepted(service.to_status(batch), created)
 
@@ -93,7 +94,7 @@ def cancel(batch_id: str, request: Request) -> TtsBatchStatus:
 
     Chunks already made stay available; a result that arrives after the cancel is kept.
     """
-    return service.to_status(cancelling.cancel_requested(runtime(request), "tts", batch_id, CANCELLED_BY_CLIENT))
+    return service.to_status(cancelling.cancel_requested(runtime(request), "tts", batch_id))
 
 
 @router.post(

@@ -24,9 +24,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.serving import make_server
 
 from examples.legacy_app import create_app
-from flask_plugin import StranglerBridge
+from flask_plugin import BridgeClient, StranglerBridge
 from strangler_bridge.cli.devstack import SIM_KEY, DevStack
 from strangler_bridge.cli.servers import ThreadedServer
+from strangler_bridge.contracts.common import BatchStatus
+from strangler_bridge.contracts.tts import TtsBatchCreate
 from tests.conftest import TEST_TOKEN
 from tests.support.stack import follow, forget_keys, legacy_stack, tts_body
 from tests.support.waiting import wait_for
@@ -312,3 +314,20 @@ def test_a_flag_flip_after_an_outage_reaches_every_request_of_a_burst(
     assert len(answers) == 6
     assert service_runs(stack) == runs + 6  # every request of the burst sent its TTS to the service
     assert app.get("/strangler/events")["counters"]["tts"]["service"] == 6
+
+
+def test_a_batch_its_client_cancelled_resumes_when_the_same_create_comes_again(stack: DevStack) -> None:
+    body = TtsBatchCreate.model_validate({**tts_body(2), "video_id": "again-1"})
+    with BridgeClient(stack.api_url, stack.token) as client:
+        stack.set_knobs("runpod", queue_delay_s=3600.0)
+        try:
+            first = client.create_tts_batch(body)
+            cancelled = client.cancel_tts_batch(first.id)
+            assert client.cancel_tts_batch(first.id).status is BatchStatus.CANCELLED  # idempotent
+        finally:
+            stack.set_knobs("runpod", queue_delay_s=0.0)
+        assert (cancelled.status, cancelled.error) == (BatchStatus.CANCELLED, "cancelled by the client")
+        again = client.run_tts_batch(body, 60)  # the same request: the same key and body
+    assert (again.id, again.status) == (first.id, BatchStatus.COMPLETED)
+    with stack.client() as api:
+        assert api.post(f"/tts/batch/tts_{'0' * 32}/cancel").status_code == 404
