@@ -65,7 +65,7 @@ C = TypeVar("C", bound="VideoContract")
 T = TypeVar("T")
 S = TypeVar("S", bound="VideoClient")
 A = TypeVar("A", bound="AsyncVideoClient")
-RouteName = Literal["submit", "status", "video", "cancel"]
+RouteName = Literal["submit", "status", "video", "cancel", "health"]
 
 
 class RenderSegment(BaseModel):
@@ -155,6 +155,7 @@ class VideoRoutes:
     status: str = "/renders/{id}"
     video: str = "/renders/{id}/video"
     cancel: str = "/renders/{id}/cancel"
+    health: str = "/healthz"
 
     def path(self, name: RouteName, render_id: str = "") -> str:
         """The path of one route for one render."""
@@ -295,6 +296,11 @@ class VideoContract:
         self.raise_for_error(response, f"cancel render {render_id}")
         return self.parse_status(response)
 
+    def health_operation(self) -> Operation[None]:
+        """Ask the service whether it is up (``GET /healthz``); raises what a wrong URL or token gives."""
+        response = yield self.build("GET", "health")
+        self.raise_for_error(response, "health")
+
     def check_size(self, response: httpx.Response, written: int, max_bytes: int) -> None:
         """Refuse a video larger than ``max_bytes`` (announced or actually received)."""
         announced = response.headers.get("content-length", "")
@@ -333,6 +339,10 @@ class VideoClient(VideoContract):
     def cancel(self, render_id: str) -> RenderStatus:
         """Cancel a render."""
         return self._run(self.cancel_operation(render_id))
+
+    def health(self) -> None:
+        """Raise unless the service answers its health route."""
+        self._run(self.health_operation())
 
     def wait(self, render_id: str, *, timeout_s: float = 600.0, interval_s: float = 1.0) -> RenderStatus:
         """Poll until the render is terminal; :class:`DeadlineExceeded` after ``timeout_s``."""
@@ -404,6 +414,10 @@ class AsyncVideoClient(VideoContract):
     async def cancel(self, render_id: str) -> RenderStatus:
         """Cancel a render."""
         return await self._run(self.cancel_operation(render_id))
+
+    async def health(self) -> None:
+        """Raise unless the service answers its health route."""
+        await self._run(self.health_operation())
 
     async def wait(self, render_id: str, *, timeout_s: float = 600.0, interval_s: float = 1.0) -> RenderStatus:
         """Poll until the render is terminal; :class:`DeadlineExceeded` after ``timeout_s``."""

@@ -20,6 +20,8 @@ import pytest
 
 from strangler_bridge.cli.processes import wait_http_ok
 from strangler_bridge.cli.redis_server import free_port
+from strangler_bridge.doctor import check_runpod
+from strangler_bridge.settings import Settings
 from tests.support.stack import StackFactory, create, follow, tts_body
 
 pytestmark = [
@@ -105,3 +107,17 @@ def test_a_whole_job_completes_with_tts_on_the_sdk_test_api(make_stack: StackFac
         assert [s["status"] for s in job["steps"]] == ["completed"] * 4
         assert client.get(job["video_url"]).status_code == 200
     assert stack.counters("runpod")["jobs_received_total"] == 0  # nothing went to our simulator
+
+
+def test_doctor_recognises_the_sdk_test_api_and_says_where_it_serves(sdk_test_api: str) -> None:
+    at_root = check_runpod(Settings.load(runpod_endpoint_url=sdk_test_api, runpod_api_key="any"))
+    assert at_root.line() == (
+        f"ok: {sdk_test_api} is the runpod SDK's local test API (python handler.py --rp_serve_api): it has no"
+        " /health and sends no webhooks, so jobs are polled"
+    )
+    # A user who copied the hosted form of the URL:
+    hosted_form = check_runpod(Settings.load(runpod_endpoint_url=f"{sdk_test_api}/v2/ep1", runpod_api_key="any"))
+    assert hosted_form.line() == (
+        f"STRANGLER_RUNPOD_ENDPOINT_URL: {sdk_test_api}/v2/ep1/health answered 404, but {sdk_test_api} is the runpod"
+        f" SDK's local test API, which serves at its root: set STRANGLER_RUNPOD_ENDPOINT_URL={sdk_test_api}"
+    )

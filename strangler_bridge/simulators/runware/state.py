@@ -14,7 +14,7 @@ class Counters:
     concurrent"."""
 
     requests_received: int = 0
-    first_request_at: float | None = None  # epoch seconds of the first POST /v1 (a test of the segments gate)
+    first_request_at: float | None = None  # epoch s of the first POST /v1 with work (the segments gate)
     tasks_received: int = 0
     tasks_rejected: int = 0
     tasks_executed: int = 0
