@@ -291,11 +291,11 @@ def check_fetch_rules(settings: Settings) -> list[Finding]:
     """Would outputs served from each provider's host (Runware's imageURL, a RunPod handler's audio_url) be
     refused by the fetch rules? The trap of simulators on loopback while loopback is not allowed."""
     sources = [
-        ("Runware", settings.runware_url if settings.runware_api_key else None),
-        ("RunPod", settings.runpod_endpoint_url),
+        ("Runware's images", settings.runware_url if settings.runware_api_key else None),
+        ("RunPod's audio_url outputs (if the handler returns URLs, not base64)", settings.runpod_endpoint_url),
     ]
     findings = []
-    for provider, url in sources:
+    for what, url in sources:
         if not url:
             continue
         try:
@@ -306,7 +306,7 @@ def check_fetch_rules(settings: Settings) -> list[Finding]:
                 _problem(
                     "fetch",
                     "STRANGLER_FETCH_ALLOW_HOSTS",
-                    f"outputs of {provider} on {host} would be refused (not a public address): add {host} to"
+                    f"{what} on {host} would be refused (not a public address): add {host} to"
                     " STRANGLER_FETCH_ALLOW_HOSTS",
                 )
             )

@@ -16,7 +16,7 @@ from strangler_bridge.cli.main import cli
 from strangler_bridge.cli.processes import wait_http_ok
 from strangler_bridge.cli.redis_server import free_port
 from strangler_bridge.cli.servers import ThreadedServer
-from strangler_bridge.doctor import Verdict, run_checks
+from strangler_bridge.doctor import Verdict, check_public_url, run_checks
 from strangler_bridge.settings import Settings
 from strangler_bridge.simulators.runpod import RunPodSimConfig
 from strangler_bridge.simulators.runpod import create_app as runpod_app
@@ -122,10 +122,19 @@ def test_unreachable_public_url(sims: Sims) -> None:
 
 def test_loopback_outputs_while_loopback_is_not_allowed(sims: Sims) -> None:
     assert problems(good(sims, fetch_allow_hosts=[])) == [
-        "STRANGLER_FETCH_ALLOW_HOSTS: outputs of Runware on 127.0.0.1 would be refused (not a public address):"
+        "STRANGLER_FETCH_ALLOW_HOSTS: Runware's images on 127.0.0.1 would be refused (not a public address):"
         " add 127.0.0.1 to STRANGLER_FETCH_ALLOW_HOSTS",
-        "STRANGLER_FETCH_ALLOW_HOSTS: outputs of RunPod on 127.0.0.1 would be refused (not a public address):"
-        " add 127.0.0.1 to STRANGLER_FETCH_ALLOW_HOSTS",
+        "STRANGLER_FETCH_ALLOW_HOSTS: RunPod's audio_url outputs (if the handler returns URLs, not base64) on"
+        " 127.0.0.1 would be refused (not a public address): add 127.0.0.1 to STRANGLER_FETCH_ALLOW_HOSTS",
+    ]
+
+
+def test_a_loopback_public_url_cannot_get_webhooks_from_a_hosted_runpod(sims: Sims) -> None:
+    # Only resolved, never called: a public address literal stands in for api.runpod.ai.
+    settings = good(sims, runpod_endpoint_url="https://1.1.1.1/v2/ep1")
+    assert [finding.line() for finding in check_public_url(settings) if finding.problem] == [
+        f"STRANGLER_PUBLIC_URL: {sims.service} is not a public address, so RunPod at 1.1.1.1 cannot send webhooks"
+        " to it (jobs are then only polled after STRANGLER_RECONCILE_AFTER_S)"
     ]
 
 
