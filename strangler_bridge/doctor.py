@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from enum import Enum
 from urllib.parse import urlsplit
@@ -318,27 +318,24 @@ def check_fetch_rules(settings: Settings) -> list[Finding]:
 # --- at start ---------------------------------------------------------------------------------------------------------
 
 
-def warn_in_background(settings: Settings, process: str) -> threading.Thread:
-    """Run the checks in a daemon thread and log each problem as a warning as soon as its check ends: a process
-    never waits for them, and never refuses to start because a provider is down."""
+def warn_in_background(settings: Settings, process: str) -> list[threading.Thread]:
+    """Run each check in a daemon thread and log its problems as warnings as soon as it ends: a process never
+    waits for them (not even to exit), and never refuses to start because a provider is down."""
 
-    def run() -> None:
-        checks = _checks(settings, TIMEOUT_S, START_PATIENCE_S)
-        problems = 0
-        with ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="doctor") as pool:
-            for done in as_completed([pool.submit(check) for check in checks]):
-                try:
-                    findings = done.result()
-                except Exception:  # a check must never take a process down
-                    log.exception("%s: a start-up check failed", process)
-                    continue
-                for finding in findings:
-                    if finding.problem:
-                        problems += 1
-                        log.warning("%s start-up check: %s", process, finding.line())
-        if not problems:
-            log.info("%s start-up checks: no problem found", process)
+    def run(check: Check) -> None:
+        try:
+            findings = check()
+        except Exception:  # a check must never take a process down
+            log.exception("%s: a start-up check failed", process)
+            return
+        for finding in findings:
+            if finding.problem:
+                log.warning("%s start-up check: %s", process, finding.line())
 
-    thread = threading.Thread(target=run, name="strangler-doctor", daemon=True)
-    thread.start()
-    return thread
+    threads = [
+        threading.Thread(target=run, args=(check,), name="strangler-doctor", daemon=True)
+        for check in _checks(settings, TIMEOUT_S, START_PATIENCE_S)
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
