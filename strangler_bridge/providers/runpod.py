@@ -245,7 +245,19 @@ def _status_error(response: httpx.Response, what: str) -> ProviderError:
         kind = ProviderUnavailable
     else:
         kind = ProviderRejected
-    return kind(f"{what}: {_provider_message(response)}", provider=PROVIDER, status_code=status)
+    return kind(f"{what}: {_provider_message(response)}{_hint(status, what)}", provider=PROVIDER, status_code=status)
+
+
+def _hint(status: int, what: str) -> str:
+    """The setting to look at when an answer means the configuration is wrong (it ends up as a batch's reason)."""
+    if status in (401, 403):
+        return " (check STRANGLER_RUNPOD_API_KEY, or run `strangler-bridge doctor`)"
+    if status in (404, 405) and what in ("run", "runsync", "health", "purge-queue"):
+        # These name no job: the endpoint itself is not there.
+        return (
+            " (no RunPod endpoint at this URL: check STRANGLER_RUNPOD_ENDPOINT_URL, or run `strangler-bridge doctor`)"
+        )
+    return ""
 
 
 def _provider_message(response: httpx.Response) -> str:

@@ -12,6 +12,7 @@ import pytest
 from strangler_bridge.errors import (
     ConfigError,
     ProviderAuthError,
+    ProviderError,
     ProviderNotFound,
     ProviderPaymentRequired,
     ProviderRateLimited,
@@ -415,3 +416,27 @@ def test_status_of_a_hosted_job_stays_a_get() -> None:
     handler, seen = _recorder(httpx.Response(200, json={"id": "a-u1", "status": "IN_QUEUE"}))
     _client(handler).status("a-u1")
     assert seen[0].method == "GET" and seen[0].extensions["timeout"]["read"] == 10.0
+
+
+@pytest.mark.parametrize(
+    ("status", "call", "setting"),
+    [
+        (401, lambda c: c.status("a-u1"), "STRANGLER_RUNPOD_API_KEY"),
+        (404, lambda c: c.run({"x": 1}), "STRANGLER_RUNPOD_ENDPOINT_URL"),
+        (405, lambda c: c.run({"x": 1}), "STRANGLER_RUNPOD_ENDPOINT_URL"),
+    ],
+)
+def test_an_answer_that_means_a_wrong_setting_names_it(
+    status: int, call: Callable[[RunPodClient], object], setting: str
+) -> None:
+    handler, _ = _recorder(httpx.Response(status, json={"error": "nope"}))
+    with pytest.raises(ProviderError) as caught:
+        call(_client(handler))
+    assert caught.value.message.endswith(f"check {setting}, or run `strangler-bridge doctor`)")
+
+
+def test_a_job_that_is_not_found_names_no_setting() -> None:
+    handler, _ = _recorder(httpx.Response(404, json={"error": "job not found"}))
+    with pytest.raises(ProviderNotFound) as caught:
+        _client(handler).status("gone-u1")
+    assert caught.value.message == "status gone-u1: job not found"
