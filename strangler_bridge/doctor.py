@@ -88,14 +88,9 @@ def _problem(check: str, setting: str, message: str) -> Finding:
     return Finding(check, Verdict.PROBLEM, message, setting)
 
 
-def run_checks(
-    settings: Settings,
-    *,
-    timeout_s: float = TIMEOUT_S,
-    public_url_patience_s: float = 0.0,
-) -> list[Finding]:
+def run_checks(settings: Settings, *, timeout_s: float = TIMEOUT_S) -> list[Finding]:
     """Every check, run at once in threads; findings in a fixed order (providers, public URL, fetch rules)."""
-    checks = _checks(settings, timeout_s, public_url_patience_s)
+    checks = _checks(settings, timeout_s, public_url_patience_s=0.0)
     with ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="doctor") as pool:
         results = list(pool.map(lambda check: check(), checks))
     return [finding for findings in results for finding in findings]
