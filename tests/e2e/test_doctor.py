@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
@@ -75,7 +76,11 @@ def problems(settings: Settings) -> list[str]:
 
 
 def test_a_good_configuration_has_no_problem(sims: Sims) -> None:
+    before = httpx.get(f"{sims.runware}/_sim/counters").json()
     findings = run_checks(good(sims), timeout_s=5)
+    after = httpx.get(f"{sims.runware}/_sim/counters").json()
+    assert after["authentications"] == before["authentications"] + 1
+    assert after["tasks_received"] == 0 and after["cost_total"] == 0  # checking the key paid for nothing
     assert [f.verdict for f in findings] == [Verdict.OK] * 5, [f.line() for f in findings]
     assert findings[0].line() == f"ok: RunPod endpoint {sims.runpod}/v2/ep1 answers (workers: 4 idle, 0 running)"
     assert findings[1].line() == f"ok: Runware at {sims.runware}/v1 accepted the key"
