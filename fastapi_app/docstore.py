@@ -71,9 +71,13 @@ class DocStore(Generic[M]):
         """The sorted set of work items with deadlines (shared by every kind)."""
         return f"{self.prefix}:due"
 
-    def idem_key(self, key: str) -> str:
-        """The key remembering an ``Idempotency-Key``."""
-        return f"{self.prefix}:idem:{self.kind}:{key}"
+    def idem_key(self, key: str, *, internal: bool = False) -> str:
+        """The key remembering a client's ``Idempotency-Key``, or (``internal``) one of the service's own keys.
+
+        The service's keys (a pipeline job's step batches) live under another name than every client key, so no
+        ``Idempotency-Key`` header can collide with one.
+        """
+        return f"{self.prefix}:{'idem-internal' if internal else 'idem'}:{self.kind}:{key}"
 
     # --- reads --------------------------------------------------------------------------------------
     def load(self, record_id: str) -> M | None:
@@ -96,21 +100,29 @@ class DocStore(Generic[M]):
         return [self.model.model_validate_json(raw) for raw in raws if raw is not None]
 
     def create(
-        self, record: M, effects: Effects, *, idem: tuple[str, str] | None = None, index: str | None = None
+        self,
+        record: M,
+        effects: Effects,
+        *,
+        idem: tuple[str, str] | None = None,
+        internal_idem: bool = False,
+        index: str | None = None,
     ) -> tuple[M, bool]:
         """Store a new record atomically; with ``idem=(key, body_hash)`` a repeated request returns the first record.
 
         Returns ``(record, created)``. The same key with another body hash is a :class:`Conflict`. With
-        ``index``, the record is also listed (by creation time) for :meth:`recent`.
+        ``internal_idem`` the key is the service's own, not a client's (see :meth:`idem_key`). With ``index``, the
+        record is also listed (by creation time) for :meth:`recent`.
         """
         now = time.time()
         record.created_at = record.updated_at = now
         record.version = 1
-        keys = [self.key(record.id)] + ([self.idem_key(idem[0])] if idem else [])
+        idem_key = self.idem_key(idem[0], internal=internal_idem) if idem else ""
+        keys = [self.key(record.id)] + ([idem_key] if idem else [])
 
         def attempt(pipe: redis.client.Pipeline) -> tuple[M, bool]:
             if idem:
-                seen = pipe.get(self.idem_key(idem[0]))
+                seen = pipe.get(idem_key)
                 if seen is not None:
                     text = seen.decode() if isinstance(seen, bytes) else str(seen)
                     first_id, _, first_hash = text.partition(" ")
@@ -124,7 +136,7 @@ class DocStore(Generic[M]):
             pipe.multi()
             pipe.set(self.key(record.id), record.model_dump_json(), ex=self.ttl_s)
             if idem:
-                pipe.set(self.idem_key(idem[0]), f"{record.id} {idem[1]}", ex=self.ttl_s)
+                pipe.set(idem_key, f"{record.id} {idem[1]}", ex=self.ttl_s)
             if index:
                 pipe.zadd(self.index_key(index), {record.id: now})
                 pipe.zremrangebyrank(self.index_key(index), 0, -INDEX_SIZE - 1)

@@ -20,7 +20,7 @@ from fastapi_app.auth import require_token
 from fastapi_app.metrics.families import BRIDGE_EVENTS
 from fastapi_app.metrics.store import MetricBuffer, counters_key
 from fastapi_app.runtime import Runtime
-from strangler_bridge.contracts.common import ErrorResponse
+from strangler_bridge.contracts.common import MAX_JSON_DEPTH, ErrorResponse, json_depth
 from strangler_bridge.contracts.flags import Phase
 
 EventKindName = Literal["service", "fallback", "shadow_match", "shadow_mismatch", "shadow_error", "shadow_skipped"]
@@ -55,6 +55,8 @@ class ReportedEvent(BaseModel):
     @field_validator("data")
     @classmethod
     def _small_data(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if json_depth(value) > MAX_JSON_DEPTH:  # too deep to serialise safely: the report still counts without it
+            return {"truncated": f"nested deeper than {MAX_JSON_DEPTH} levels"}
         text = json.dumps(value, default=str)
         return value if len(text) <= MAX_DATA else {"truncated": text[:MAX_DATA]}
 

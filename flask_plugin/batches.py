@@ -26,6 +26,7 @@ from tenacity import Retrying
 
 from strangler_bridge.contracts.common import BatchStatus
 from strangler_bridge.errors import DeadlineExceeded, ServiceError
+from strangler_bridge.fetch import Meter
 from strangler_bridge.http import NO_RETRY, Operation, RetryableStatus
 from strangler_bridge.service_client import ServiceClient, parsed, read_model, service_error
 
@@ -103,6 +104,9 @@ def as_deadline(deadline: Deadline | float) -> Deadline:
 
 class BatchClient(ServiceClient):
     """The service client's calls that work for every :class:`BatchRoute`."""
+
+    #: Largest file downloaded from the service (as ``STRANGLER_MAX_VIDEO_BYTES``, the largest it stores).
+    max_download_bytes: int = 2_000_000_000
 
     def create(self, route: BatchRoute[S], body: BaseModel, video_id: str | None, key: str | None = None) -> S:
         """``POST`` the work with an ``Idempotency-Key`` (derived from step, video and body unless given).
@@ -242,11 +246,10 @@ class BatchClient(ServiceClient):
             if response.is_error:
                 response.read()
                 raise service_error(response)
-            size = 0
+            meter = Meter(self.max_download_bytes)  # the service's files pass the same size rule as provider outputs
             for block in response.iter_bytes(_BLOCK):
-                sink.write(block)
-                size += len(block)
-            return size
+                sink.write(meter.count(block))
+            return meter.seen
         finally:
             response.close()
 

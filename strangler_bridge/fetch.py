@@ -1,65 +1,206 @@
-"""Downloading provider outputs (audio, image URLs) safely: http(s) only, no private hosts unless allowed, capped."""
+"""The one way provider outputs are downloaded: RunPod ``audio_url``, Runware ``imageURL``, the video service's video.
+
+Every download follows the same rules:
+
+- **scheme**: http or https only;
+- **address**: the host is looked up once; every address it has must be public unless the host is listed in
+  ``allow_hosts`` (``"*"`` allows any), so a provider's URL cannot make the service call its own network;
+- **pinning**: the request is sent to the address that was checked, never to the name (which a second lookup
+  could resolve elsewhere): the URL's host is replaced by that address while the ``Host`` header and, for https,
+  the TLS server name (SNI, and so the certificate check) stay the name's;
+- **redirects** are refused, not followed (the next hop would escape the checks), as is any non-2xx answer: 4xx
+  (a dead link) and 3xx are :class:`ProviderRejected`, 5xx, 408, 429 and transport failures (after the retry
+  policy's tries) :class:`ProviderUnavailable`;
+- **size**: more than ``max_bytes`` (announced or received) is refused, and so is an empty body.
+
+:func:`fetch_stream` / :func:`fetch_bytes` / :func:`fetch_into` run these rules on an :class:`httpx.Client`,
+:func:`afetch_into` on an :class:`httpx.AsyncClient`; the rules themselves are written once, below them.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import httpx
 
 from strangler_bridge.errors import ProviderRejected, ProviderUnavailable
+from strangler_bridge.http import RetryPolicy, asend, send
+
+PROVIDER = "fetch"
+#: Statuses that say "try later" rather than "this link is dead".
+TRANSIENT_STATUSES = frozenset({408, 429})
 
 
-def check_url(url: str, allow_hosts: list[str]) -> None:
-    """Raise :class:`ProviderRejected` unless ``url`` is http(s) to a public host or an allowed one.
+def resolve(host: str, port: int) -> list[str]:
+    """Every address of ``host`` (one lookup); :class:`ProviderUnavailable` if it has none now."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ProviderUnavailable(f"cannot resolve {host}: {exc}", provider=PROVIDER) from None
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
-    Loopback, link-local, private and reserved addresses are refused unless the host is listed in
-    ``allow_hosts`` (``"*"`` allows any): a provider's output URL must not make us call our own network.
+
+@dataclass(frozen=True)
+class Target:
+    """A checked URL and the address it must be fetched from."""
+
+    url: httpx.URL
+    address: str
+
+    def request(self, client: httpx.Client | httpx.AsyncClient, headers: dict[str, str] | None = None) -> httpx.Request:
+        """A GET of the URL sent to :attr:`address`, presenting the URL's host name (Host header, TLS SNI)."""
+        extensions = {"sni_hostname": self.url.host} if self.url.scheme == "https" else {}
+        pinned = self.url.copy_with(host=self.address)
+        host_header = {"Host": self.url.netloc.decode("ascii").rpartition("@")[2]}
+        return client.build_request("GET", pinned, headers={**(headers or {}), **host_header}, extensions=extensions)
+
+
+def check_url(url: str, allow_hosts: Sequence[str]) -> Target:
+    """Apply the scheme and address rules to ``url``; returns the address to connect to.
+
+    Raises :class:`ProviderRejected` for another scheme, a URL without a host, or a host with any loopback,
+    link-local, private or reserved address that ``allow_hosts`` does not list (``"*"`` allows any host).
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ProviderRejected(f"refusing to fetch {parts.scheme or 'relative'} URL", provider="fetch")
-    host = parts.hostname
-    if "*" in allow_hosts or host in allow_hosts:
-        return
     try:
-        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80))
-    except socket.gaierror as exc:
-        raise ProviderUnavailable(f"cannot resolve {host}: {exc}", provider="fetch") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise ProviderRejected(f"refusing to fetch from non-public address of {host}", provider="fetch")
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ProviderRejected(f"not a URL: {exc}", provider=PROVIDER) from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ProviderRejected(f"refusing to fetch {parsed.scheme or 'relative'} URL", provider=PROVIDER)
+    host = parsed.host
+    addresses = resolve(host, parsed.port or (443 if parsed.scheme == "https" else 80))
+    if not addresses:
+        raise ProviderUnavailable(f"{host} has no address", provider=PROVIDER)
+    allowed = "*" in allow_hosts or host.lower() in (name.lower() for name in allow_hosts)
+    if not allowed and not all(ipaddress.ip_address(address.partition("%")[0]).is_global for address in addresses):
+        raise ProviderRejected(f"refusing to fetch from non-public address of {host}", provider=PROVIDER)
+    return Target(parsed, addresses[0])
 
 
-def fetch_bytes(client: httpx.Client, url: str, *, allow_hosts: list[str], max_bytes: int) -> bytes:
-    """GET ``url`` (after :func:`check_url`), refusing bodies over ``max_bytes``."""
-    return b"".join(_stream(client, url, allow_hosts=allow_hosts, max_bytes=max_bytes))
+def check_response(response: httpx.Response, max_bytes: int) -> None:
+    """Refuse a redirect, an error status, or a body announced larger than ``max_bytes`` (the body is unread)."""
+    code = response.status_code
+    if 300 <= code < 400:
+        # The target's origin only: enough to see where it pointed, and the same for every item it happens to.
+        where = urlsplit(response.headers.get("location", ""))
+        origin = f" to {where.scheme}://{where.netloc}" if where.netloc else ""
+        message = f"download answered a redirect (HTTP {code}{origin}): not followed"
+        raise ProviderRejected(message, provider=PROVIDER, status_code=code)
+    if code >= 400:
+        kind = ProviderUnavailable if code >= 500 or code in TRANSIENT_STATUSES else ProviderRejected
+        detail = response.text[:200] if response.is_stream_consumed else ""
+        message = f"download failed with HTTP {code}" + (f": {detail}" if detail else "")
+        raise kind(message, provider=PROVIDER, status_code=code)
+    announced = response.headers.get("content-length", "")
+    if announced.isdigit() and int(announced) > max_bytes:
+        raise ProviderRejected(f"output is larger than {max_bytes} bytes ({announced} announced)", provider=PROVIDER)
 
 
-def fetch_stream(client: httpx.Client, url: str, *, allow_hosts: list[str], max_bytes: int) -> Iterator[bytes]:
-    """Like :func:`fetch_bytes`, but yields the body in parts, so a large file can go to disk without filling memory."""
-    return _stream(client, url, allow_hosts=allow_hosts, max_bytes=max_bytes)
+class Meter:
+    """Counts a body as it arrives: refuses more than ``max_bytes`` in all, and (at :meth:`done`) an empty body."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.seen = 0
+
+    def count(self, part: bytes) -> bytes:
+        """``part``, once it is known not to take the body over the limit."""
+        self.seen += len(part)
+        if self.seen > self.max_bytes:
+            raise ProviderRejected(f"output is larger than {self.max_bytes} bytes", provider=PROVIDER)
+        return part
+
+    def done(self) -> int:
+        """The body's size, once it has ended; an empty body is not an output."""
+        if self.seen == 0:
+            raise ProviderRejected("the download is empty", provider=PROVIDER)
+        return self.seen
 
 
-def _stream(client: httpx.Client, url: str, *, allow_hosts: list[str], max_bytes: int) -> Iterator[bytes]:
-    check_url(url, allow_hosts)
+def capped(parts: Iterable[bytes], max_bytes: int) -> Iterator[bytes]:
+    """``parts`` passed through a :class:`Meter`."""
+    meter = Meter(max_bytes)
+    for part in parts:
+        yield meter.count(part)
+    meter.done()
+
+
+def _transport_error(exc: httpx.TransportError) -> ProviderUnavailable:
+    return ProviderUnavailable(f"download failed: {type(exc).__name__}", provider=PROVIDER)
+
+
+def fetch_stream(
+    client: httpx.Client,
+    url: str,
+    *,
+    allow_hosts: Sequence[str],
+    max_bytes: int,
+    headers: dict[str, str] | None = None,
+    retry: RetryPolicy | None = None,
+) -> Iterator[bytes]:
+    """Download ``url`` under the rules above, yielding the body in parts (a large file never fills memory)."""
+    target = check_url(url, allow_hosts)
     try:
-        with client.stream("GET", url, follow_redirects=False) as response:
-            # Redirects are not followed (they could lead to a private host), and a 3xx body is not the output.
-            if response.status_code >= 300:
-                kind = ProviderUnavailable if response.status_code >= 500 else ProviderRejected
-                raise kind(f"download failed with HTTP {response.status_code}", provider="fetch")
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise ProviderRejected(f"output is {declared} bytes, over the {max_bytes} limit", provider="fetch")
-            seen = 0
-            for part in response.iter_bytes():
-                seen += len(part)
-                if seen > max_bytes:
-                    raise ProviderRejected(f"output is over the {max_bytes} byte limit", provider="fetch")
-                yield part
+        response = send(client, target.request(client, headers), retry or RetryPolicy(), stream=True)
+        try:
+            check_response(response, max_bytes)
+            yield from capped(response.iter_bytes(), max_bytes)
+        finally:
+            response.close()
     except httpx.TransportError as exc:
-        raise ProviderUnavailable(f"download failed: {type(exc).__name__}", provider="fetch") from None
+        raise _transport_error(exc) from None
+
+
+def fetch_bytes(client: httpx.Client, url: str, *, allow_hosts: Sequence[str], max_bytes: int) -> bytes:
+    """:func:`fetch_stream`, joined."""
+    return b"".join(fetch_stream(client, url, allow_hosts=allow_hosts, max_bytes=max_bytes))
+
+
+def fetch_into(
+    client: httpx.Client,
+    url: str,
+    dest: BinaryIO,
+    *,
+    allow_hosts: Sequence[str],
+    max_bytes: int,
+    headers: dict[str, str] | None = None,
+    retry: RetryPolicy | None = None,
+) -> int:
+    """:func:`fetch_stream` written to ``dest``; returns the bytes written."""
+    written = 0
+    for part in fetch_stream(client, url, allow_hosts=allow_hosts, max_bytes=max_bytes, headers=headers, retry=retry):
+        dest.write(part)
+        written += len(part)
+    return written
+
+
+async def afetch_into(
+    client: httpx.AsyncClient,
+    url: str,
+    dest: BinaryIO,
+    *,
+    allow_hosts: Sequence[str],
+    max_bytes: int,
+    headers: dict[str, str] | None = None,
+    retry: RetryPolicy | None = None,
+) -> int:
+    """The async twin of :func:`fetch_into` (the lookup runs in a thread, so the event loop never blocks on DNS)."""
+    target = await asyncio.to_thread(check_url, url, allow_hosts)
+    meter = Meter(max_bytes)
+    try:
+        response = await asend(client, target.request(client, headers), retry or RetryPolicy(), stream=True)
+        try:
+            check_response(response, max_bytes)
+            async for part in response.aiter_bytes():
+                dest.write(meter.count(part))
+        finally:
+            await response.aclose()
+    except httpx.TransportError as exc:
+        raise _transport_error(exc) from None
+    return meter.done()

@@ -86,7 +86,8 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Hosts provider output URLs may point at even when private or loopback (`*`: any).",
     )
-    max_fetch_bytes: int = Field(100_000_000, gt=0, description="Largest provider output file downloaded.")
+    max_fetch_bytes: int = Field(100_000_000, gt=0, description="Largest audio or image file downloaded.")
+    max_video_bytes: int = Field(2_000_000_000, gt=0, description="Largest video downloaded from the video service.")
     max_webhook_bytes: int = Field(25_000_000, gt=0, description="Largest webhook body the API reads.")
     # --- the Flask half ---------------------------------------------------------------------------
     service_url: str | None = Field(None, description="Base URL of the strangler-bridge service (Flask side).")

@@ -184,9 +184,12 @@ def outcome_transition(
         data = result.image_bytes()
         if data is None and result.image_url:
             settings = rt.settings
-            data = fetch_bytes(
-                rt.http, result.image_url, allow_hosts=settings.fetch_allow_hosts, max_bytes=settings.max_fetch_bytes
-            )
+            try:
+                allowed, limit = settings.fetch_allow_hosts, settings.max_fetch_bytes
+                data = fetch_bytes(rt.http, result.image_url, allow_hosts=allowed, max_bytes=limit)
+            except ProviderRejected as exc:  # refused, redirecting, dead or too large: asking again cannot mend it
+                reason = f"the image cannot be fetched: {exc}"
+                return lambda b: (reject_group(b, claim.no, reason)[0], False)
         if data:
             fmt = ImageFormat(task.output_format)
             key = artifact_key(batch_id, index, fmt)

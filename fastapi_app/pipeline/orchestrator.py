@@ -4,7 +4,8 @@
 job was created or retried, one of its batches settled, or the job's deadline in the due index passed) and
 does whatever the first unfinished step needs. Each of the TTS, image and video steps is a batch (a video
 render is a batch of one) followed the same way. It is safe to run twice: batches are created under
-idempotency keys derived from the job id, and every record change is an atomic transition.
+idempotency keys derived from the job id (in a namespace no client's key reaches), and every record change is an
+atomic transition.
 
 The ``segments.json`` gate: the image batch is created only from the stored ``segments.json``, which
 exists only once every TTS chunk is completed.
@@ -27,7 +28,7 @@ from fastapi_app.renders import service as render_service
 from fastapi_app.runtime import Runtime
 from fastapi_app.tts import service as tts_service
 from strangler_bridge.contracts.common import BatchStatus, ItemStatus
-from strangler_bridge.contracts.images import ImageBatchCreate, ImageIn
+from strangler_bridge.contracts.images import MAX_PROMPT_CHARS, ImageBatchCreate, ImageIn
 from strangler_bridge.contracts.jobs import JobCreate, StepName
 from strangler_bridge.contracts.tts import TtsBatchCreate, TtsChunkIn
 from strangler_bridge.contracts.video import RenderSegmentIn, VideoRenderCreate
@@ -97,7 +98,7 @@ def _create_tts(rt: Runtime, job: JobRecord) -> str:
         video_id=request.video_id,
         metadata={"job_id": job.id},
     )
-    batch, created = tts_service.create_batch(rt, body, idempotency_key=f"job-{job.id}-tts", job_id=job.id)
+    batch, created = tts_service.create_batch(rt, body, idempotency_key=None, job_id=job.id)
     if created:
         enqueueing.submit_tts(rt, batch.id)
     return batch.id
@@ -152,8 +153,11 @@ def _create_images(rt: Runtime, job: JobRecord) -> str:
         raise BridgeError("segments.json must exist before any image work")  # the gate, checked again
     request = JobCreate.model_validate(job.request)
     segments = read_segments(rt, job)
+    # A prompt taken from a long text is cut so that, with the style, it fits Runware's limit (JobCreate has
+    # already refused a prompt the client wrote that would not).
+    room = MAX_PROMPT_CHARS - (len(request.image_style) + 2 if request.image_style else 0)
     body = ImageBatchCreate(
-        images=[ImageIn(prompt=s.image_prompt, index=s.index) for s in segments.segments],
+        images=[ImageIn(prompt=s.image_prompt[:room], index=s.index) for s in segments.segments],
         width=request.images.width,
         height=request.images.height,
         model=request.images.model,
@@ -162,7 +166,7 @@ def _create_images(rt: Runtime, job: JobRecord) -> str:
         video_id=request.video_id,
         metadata={"job_id": job.id},
     )
-    batch, created = image_service.create_batch(rt, body, idempotency_key=f"job-{job.id}-img", job_id=job.id)
+    batch, created = image_service.create_batch(rt, body, idempotency_key=None, job_id=job.id)
     if created:
         enqueueing.submit_images(rt, batch.id)
     return batch.id
@@ -202,7 +206,7 @@ def _create_render(rt: Runtime, job: JobRecord) -> str:
         video_id=request.video_id,
         metadata={"job_id": job.id},
     )
-    batch, created = render_service.create_render(rt, body, idempotency_key=f"job-{job.id}-vid", job_id=job.id)
+    batch, created = render_service.create_render(rt, body, idempotency_key=None, job_id=job.id)
     if created:
         enqueueing.submit_render(rt, batch.id)
     return batch.id

@@ -18,8 +18,10 @@ def create_render(
     """Store a new render (a batch of one item). Returns ``(batch, created)``."""
     batch = new_batch(new_id("vid"), "vid", [0], 1, body.model_dump(mode="json"), video_id=body.video_id, job_id=job_id)
     effects = Effects(due=open_groups_due(batch, time.time() + rt.settings.reconcile_after_s))
-    idem = (idempotency_key, request_hash(body)) if idempotency_key else None
-    return rt.batches.create(batch, effects, idem=idem, index="vid")
+    # A pipeline job's step is made under the job's own key, in a namespace no client key can reach.
+    key = f"{job_id}:vid" if job_id else idempotency_key
+    idem = (key, request_hash(body)) if key else None
+    return rt.batches.create(batch, effects, idem=idem, internal_idem=job_id is not None, index="vid")
 
 
 def to_status(batch: Batch) -> VideoRenderStatus:

@@ -39,7 +39,8 @@ from fastapi_app.runtime import Runtime
 from fastapi_app.signing import sign
 from strangler_bridge.contracts.video import VideoRenderCreate
 from strangler_bridge.errors import ProviderAuthError, ProviderError, ProviderNotFound, ProviderRejected
-from strangler_bridge.providers.video import RenderOptions, RenderRequest, RenderSegment, RenderState
+from strangler_bridge.providers.video import RenderOptions, RenderRequest, RenderSegment, RenderState, RenderStatus
+from strangler_bridge.video_file import check_video
 
 log = logging.getLogger(__name__)
 
@@ -161,20 +162,41 @@ def reconcile(rt: Runtime, batch_id: str) -> None:
         rt.redis.zadd(rt.batches.due_key, {member: now + rt.settings.reconcile_after_s})
         return
     if status.status is RenderState.COMPLETED:
-        _collect(rt, batch_id, render_id, status.video_url)
+        _collect(rt, batch, render_id, status)
     elif status.status.terminal:
         _fail(rt, batch_id, group.attempt, f"render {status.status.value}: {status.error or 'no reason given'}")
     else:
         rt.redis.zadd(rt.batches.due_key, {member: now + min(rt.settings.reconcile_after_s, 2.0)})
 
 
-def _collect(rt: Runtime, batch_id: str, render_id: str, video_url: str | None) -> None:
+def _collect(rt: Runtime, batch: Batch, render_id: str, status: RenderStatus) -> None:
+    """Download the finished video through the one fetch path, check it, store it and complete the render.
+
+    A video that can never be had (a redirect, a dead link, over the size limit, not an MP4, or an MP4 whose
+    length does not match its segments) fails the render with the reason; a transient failure is tried again.
+    """
+    batch_id = batch.id
     key = artifact_key(batch_id)
+    settings = rt.settings
+    request = VideoRenderCreate.model_validate(batch.request)
     with tempfile.TemporaryFile() as buffer:
         try:
-            rt.video.download(video_url or render_id, buffer)
+            rt.video.download(
+                status.video_url or render_id,
+                buffer,
+                allow_hosts=settings.fetch_allow_hosts,
+                max_bytes=settings.max_video_bytes,
+            )
+            if not status.placeholder:  # the simulator's declared stand-in is not an MP4 (docs/simulators/video.md)
+                check_video(buffer, expected_s=max(s.end_s for s in request.segments), fps=request.options.fps)
+        except (ProviderRejected, ValueError) as exc:
+            reason = f"the video cannot be used: {exc}"
+            update_batch(rt, batch_id, lambda b: reject_group(b, 0, reason))
+            return
         except ProviderError as exc:
             log.warning("video download of %s failed: %s", render_id, exc)
+            member = due_member("vid", batch_id, 0)
+            rt.redis.zadd(rt.batches.due_key, {member: time.time() + settings.reconcile_after_s})
             return
         buffer.seek(0)
         size = rt.artifacts.put(key, iter(lambda: buffer.read(1 << 20), b""))

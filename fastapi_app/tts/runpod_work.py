@@ -10,10 +10,12 @@ import base64
 import binascii
 import contextlib
 import functools
+import io
 import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import BinaryIO
 
 import httpx
 
@@ -37,7 +39,7 @@ from fastapi_app.metrics.recorders import provider_call
 from fastapi_app.runtime import Runtime
 from fastapi_app.signing import sign
 from fastapi_app.tts.service import artifact_key
-from strangler_bridge.audio import wav_duration
+from strangler_bridge.audio import audio_duration
 from strangler_bridge.contracts.tts import AudioFormat, TtsBatchCreate
 from strangler_bridge.errors import (
     BridgeError,
@@ -63,7 +65,6 @@ log = logging.getLogger(__name__)
 PURPOSE = "tts"
 #: One RunPod status object for one attempt of one group: ``(group no, attempt, job)``.
 Delivery = tuple[int, int, RunPodJob]
-WAV_HEADER_BYTES = 65536  # enough for the RIFF, fmt and data chunk headers of any WAV a TTS model writes
 
 
 def webhook_url(rt: Runtime, batch_id: str, no: int, attempt: int) -> str:
@@ -249,26 +250,19 @@ def _store_outputs(
         if chunk.index not in wanted:
             continue
         key = artifact_key(batch_id, chunk.index, fmt)
-        size: int | None = None
         if chunk.audio_url and not chunk.audio_base64:
-            # A download goes straight to the store, so a 50 MB file never sits in the worker's memory; the WAV
-            # header (all that wav_duration reads) is read back from the stored file.
+            # A download goes straight to the store, so a 50 MB file never sits in the worker's memory; its
+            # duration is then measured from the stored file.
             settings = rt.settings
             parts = fetch_stream(
                 rt.http, chunk.audio_url, allow_hosts=settings.fetch_allow_hosts, max_bytes=settings.max_fetch_bytes
             )
             size = rt.artifacts.put(key, parts)
             with rt.artifacts.open(key) as stored:
-                data = stored.read(WAV_HEADER_BYTES)
+                duration = _measured(chunk.index, stored, size, fmt)
         else:
             data = _audio_bytes(chunk.audio_base64)
-        duration = chunk.duration_s
-        if fmt is AudioFormat.WAV:
-            try:
-                duration = wav_duration(data)
-            except ValueError as exc:
-                raise ProviderRejected(f"chunk {chunk.index}: {exc}", provider="runpod") from None
-        if size is None:
+            duration = _measured(chunk.index, io.BytesIO(data), len(data), fmt)
             size = rt.artifacts.put(key, data)
         results.append(
             ItemResult(
@@ -281,6 +275,14 @@ def _store_outputs(
             )
         )
     return results
+
+
+def _measured(index: int, stream: BinaryIO, size: int, fmt: AudioFormat) -> float:
+    """The clip's duration measured from its bytes (never the handler's ``duration_s``); rejects what is not audio."""
+    try:
+        return audio_duration(stream, size, fmt.value)
+    except ValueError as exc:
+        raise ProviderRejected(f"chunk {index}: {exc}", provider="runpod") from None
 
 
 def _audio_bytes(audio_base64: str | None) -> bytes:

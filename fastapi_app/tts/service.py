@@ -43,8 +43,10 @@ def create_batch(
     # Every group is due for a look even before it is submitted: if the API dies between storing the batch
     # and enqueueing its submission, the reconciler submits it.
     effects = Effects(due=open_groups_due(batch, time.time() + rt.settings.reconcile_after_s))
-    idem = (idempotency_key, request_hash(body)) if idempotency_key else None
-    return rt.batches.create(batch, effects, idem=idem, index="tts")
+    # A pipeline job's step is made under the job's own key, in a namespace no client key can reach.
+    key = f"{job_id}:tts" if job_id else idempotency_key
+    idem = (key, request_hash(body)) if key else None
+    return rt.batches.create(batch, effects, idem=idem, internal_idem=job_id is not None, index="tts")
 
 
 def to_status(batch: Batch) -> TtsBatchStatus:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 
 class BatchStatus(str, Enum):
@@ -63,7 +64,36 @@ class ErrorResponse(BaseModel):
     error: ErrorInfo
 
 
-JsonObject = dict[str, Any]
+#: Limits of free-form JSON (``metadata``): deeper or larger values are a 422 naming the field, never a stack
+#: overflow in a JSON encoder or a record too big to serve.
+MAX_JSON_DEPTH = 32
+MAX_JSON_BYTES = 16_384
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` nests objects and arrays (a scalar is 0), found without recursion, so a hostile depth
+    cannot exhaust the stack here; the walk stops once it passes :data:`MAX_JSON_DEPTH`."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending and deepest <= MAX_JSON_DEPTH:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def bounded_json(value: Any) -> Any:
+    """Refuse JSON nested deeper than :data:`MAX_JSON_DEPTH` or over :data:`MAX_JSON_BYTES` once serialised."""
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels")
+    if len(json.dumps(value, default=str)) > MAX_JSON_BYTES:
+        raise ValueError(f"is over {MAX_JSON_BYTES} bytes as JSON")
+    return value
+
+
+#: A free-form JSON object, bounded in depth and size.
+JsonObject = Annotated[dict[str, Any], BeforeValidator(bounded_json)]
 
 
 class Indexed(Protocol):

@@ -5,9 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from strangler_bridge.contracts.common import BatchStatus, ItemStatus, JsonObject, Progress, assign_indexes
+from strangler_bridge.providers.runware_models import AIR_PATTERN, MAX_SEED
+
+#: Runware's prompt length limits (positivePrompt and negativePrompt), with the batch style appended.
+MIN_PROMPT_CHARS, MAX_PROMPT_CHARS = 2, 3000
 
 
 class ImageFormat(str, Enum):
@@ -28,6 +32,22 @@ class ImageFormat(str, Enum):
         return self.value.lower()
 
 
+def styled(prompt: str, style: str | None) -> str:
+    """The prompt sent to the provider: ``prompt`` plus the style, if any."""
+    return f"{prompt}, {style}" if style else prompt
+
+
+def check_styled_prompts(style: str | None, prompts: dict[str, str]) -> str | None:
+    """Refuse a style that makes any of ``prompts`` (field name -> prompt) longer than Runware takes."""
+    for name, prompt in prompts.items():
+        length = len(styled(prompt, style))
+        if length > MAX_PROMPT_CHARS:
+            raise ValueError(
+                f"with this style the prompt of {name} is {length} characters; Runware takes at most {MAX_PROMPT_CHARS}"
+            )
+    return style
+
+
 def _dimension(value: int) -> int:
     if not 128 <= value <= 2048 or value % 64:
         raise ValueError("must be between 128 and 2048 and a multiple of 64")
@@ -39,10 +59,10 @@ class ImageIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(..., min_length=2, max_length=3000)
+    prompt: str = Field(..., min_length=MIN_PROMPT_CHARS, max_length=MAX_PROMPT_CHARS)
     index: int | None = Field(None, ge=0, le=100_000, description="Position in the script; defaults to order.")
-    negative_prompt: str | None = Field(None, min_length=2, max_length=3000)
-    seed: int | None = Field(None, ge=1)
+    negative_prompt: str | None = Field(None, min_length=MIN_PROMPT_CHARS, max_length=MAX_PROMPT_CHARS)
+    seed: int | None = Field(None, ge=1, le=MAX_SEED, description="Runware's range: 1 to 2^63 - 1.")
 
 
 class ImageBatchCreate(BaseModel):
@@ -66,13 +86,19 @@ class ImageBatchCreate(BaseModel):
     images: list[ImageIn] = Field(..., min_length=1)
     width: int = 1024
     height: int = 1024
-    model: str | None = Field(None, pattern=r"^[\w.-]+:[\w.-]+@[\w.-]+$", description="Runware AIR id.")
+    model: str | None = Field(None, pattern=AIR_PATTERN, description="Runware AIR id.")
     style: str | None = Field(None, max_length=500, description="Appended to every prompt.")
     format: ImageFormat = ImageFormat.PNG
     video_id: str | None = Field(None, max_length=200)
     metadata: JsonObject = Field(default_factory=dict)
 
     _dimensions = field_validator("width", "height")(_dimension)
+
+    @field_validator("style")
+    @classmethod
+    def _style_fits(cls, style: str | None, info: ValidationInfo) -> str | None:
+        images: list[ImageIn] = info.data.get("images", [])
+        return check_styled_prompts(style, {f"images.{n}": image.prompt for n, image in enumerate(images)})
 
     @model_validator(mode="after")
     def _indexes(self) -> ImageBatchCreate:
@@ -81,7 +107,7 @@ class ImageBatchCreate(BaseModel):
 
     def prompt_for(self, image: ImageIn) -> str:
         """The prompt sent to the provider: the image's prompt plus the batch style."""
-        return f"{image.prompt}, {self.style}" if self.style else image.prompt
+        return styled(image.prompt, self.style)
 
 
 class ImageResult(BaseModel):

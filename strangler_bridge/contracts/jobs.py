@@ -5,11 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from strangler_bridge.contracts.common import BatchStatus, ItemStatus, JsonObject, Progress, assign_indexes
-from strangler_bridge.contracts.images import ImageFormat, _dimension
+from strangler_bridge.contracts.images import (
+    MAX_PROMPT_CHARS,
+    MIN_PROMPT_CHARS,
+    ImageFormat,
+    _dimension,
+    check_styled_prompts,
+)
 from strangler_bridge.contracts.tts import MAX_TEXT_CHARS
+from strangler_bridge.providers.runware_models import AIR_PATTERN
 
 
 class StepName(str, Enum):
@@ -32,7 +39,9 @@ class JobChunk(BaseModel):
     text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS)
     index: int | None = Field(None, ge=0, le=100_000)
     voice: str | None = Field(None, min_length=1, max_length=100)
-    image_prompt: str | None = Field(None, min_length=2, max_length=3000, description="Defaults to the text.")
+    image_prompt: str | None = Field(
+        None, min_length=MIN_PROMPT_CHARS, max_length=MAX_PROMPT_CHARS, description="Defaults to the text."
+    )
 
 
 class ImageOptions(BaseModel):
@@ -42,7 +51,7 @@ class ImageOptions(BaseModel):
 
     width: int = 1024
     height: int = 576
-    model: str | None = Field(None, pattern=r"^[\w.-]+:[\w.-]+@[\w.-]+$")
+    model: str | None = Field(None, pattern=AIR_PATTERN, description="Runware AIR id.")
     format: ImageFormat = ImageFormat.PNG
 
     _dimensions = field_validator("width", "height")(_dimension)
@@ -85,6 +94,14 @@ class JobCreate(BaseModel):
     video: VideoOptions = Field(default_factory=VideoOptions)
     video_id: str | None = Field(None, max_length=200)
     metadata: JsonObject = Field(default_factory=dict)
+
+    @field_validator("image_style")
+    @classmethod
+    def _style_fits(cls, style: str | None, info: ValidationInfo) -> str | None:
+        # Prompts taken from the text are shortened to fit; a prompt the client wrote is never cut.
+        chunks: list[JobChunk] = info.data.get("chunks", [])
+        given = {f"chunks.{n}.image_prompt": c.image_prompt for n, c in enumerate(chunks) if c.image_prompt}
+        return check_styled_prompts(style, given)
 
     @model_validator(mode="after")
     def _indexes(self) -> JobCreate:

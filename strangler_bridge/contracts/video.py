@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from strangler_bridge.contracts.common import BatchStatus, JsonObject, Progress
 from strangler_bridge.contracts.jobs import VideoOptions
@@ -21,6 +21,14 @@ class RenderSegmentIn(BaseModel):
     audio_url: str = Field(..., pattern=r"^https?://", max_length=4000)
     image_url: str = Field(..., pattern=r"^https?://", max_length=4000)
     text: str | None = Field(None, max_length=20_000)
+
+    @field_validator("end_s")
+    @classmethod
+    def _not_before_start(cls, end_s: float, info: ValidationInfo) -> float:
+        # The video service's contract refuses it too: caught here, it is a 422 instead of a render that cannot start.
+        if end_s < info.data.get("start_s", 0.0):
+            raise ValueError("must not be before start_s")
+        return end_s
 
 
 class VideoRenderCreate(BaseModel):

@@ -22,12 +22,12 @@ unknown outcome without paying twice.
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx
 
@@ -35,10 +35,10 @@ from strangler_bridge.errors import (
     ConfigError,
     InvalidInput,
     ProviderError,
-    ProviderJobFailed,
     ProviderRejected,
     ProviderUnavailable,
 )
+from strangler_bridge.fetch import afetch_into, fetch_into
 from strangler_bridge.http import RETRY_STATUSES, UNSENT_ERRORS, Operation, RetryPolicy, adrive, drive
 from strangler_bridge.providers.runware_models import (
     CONFLICT_CODE,
@@ -52,7 +52,6 @@ from strangler_bridge.providers.runware_models import (
     is_uuid4,
     parse_webhook_payload,
     read_outcome,
-    status_error,
 )
 from strangler_bridge.settings import Settings
 
@@ -147,19 +146,6 @@ class _RunwareBase:
         # The documented authentication task alone: it proves the URL and the key, and costs nothing.
         response = yield self._request("POST", self.url, [{"taskType": "authentication", "apiKey": self._api_key}])
         read_outcome(response, [], poll=False)
-
-    def _download_operation(self, url: str, max_bytes: int) -> Operation[bytes]:
-        if urlparse(url).scheme not in ("http", "https"):
-            raise InvalidInput(f"not an http(s) image URL: {url!r}", field="image_url")
-        return self._download_gen(url, max_bytes)
-
-    def _download_gen(self, url: str, max_bytes: int) -> Operation[bytes]:
-        response = yield self._request("GET", url)
-        if response.status_code != 200:
-            raise status_error(response.status_code, f"image download failed: HTTP {response.status_code}")
-        if len(response.content) > max_bytes:
-            raise ProviderJobFailed(f"image is larger than {max_bytes} bytes", provider=PROVIDER)
-        return response.content
 
     # --- never pay twice ---------------------------------------------------------------------------------------
 
@@ -277,9 +263,12 @@ class RunwareClient(_RunwareBase):
         """
         return self._run(self._recover_flow(task, maybe_sent))
 
-    def download(self, url: str, *, max_bytes: int = 20_000_000) -> bytes:
-        """Fetch a result's ``imageURL`` (no credentials are sent to the image host)."""
-        return drive(self._download_operation(url, max_bytes), self._http, self._download_retry, _transport_error)
+    def download(self, url: str, *, max_bytes: int = 20_000_000, allow_hosts: Sequence[str] = ()) -> bytes:
+        """Fetch a result's ``imageURL`` through the one fetch path (:mod:`strangler_bridge.fetch`: no redirects,
+        size cap, a public or allowed address that is the one connected to); no credentials go to the image host."""
+        sink = io.BytesIO()
+        fetch_into(self._http, url, sink, allow_hosts=allow_hosts, max_bytes=max_bytes, retry=self._download_retry)
+        return sink.getvalue()
 
     def _run(self, flow: _Flow) -> InferenceOutcome:
         reply: Any = None
@@ -352,10 +341,13 @@ class AsyncRunwareClient(_RunwareBase):
         """See :meth:`RunwareClient.infer_or_recover` (the same flow)."""
         return await self._run(self._recover_flow(task, maybe_sent))
 
-    async def download(self, url: str, *, max_bytes: int = 20_000_000) -> bytes:
+    async def download(self, url: str, *, max_bytes: int = 20_000_000, allow_hosts: Sequence[str] = ()) -> bytes:
         """See :meth:`RunwareClient.download`."""
-        operation = self._download_operation(url, max_bytes)
-        return await adrive(operation, self._http, self._download_retry, _transport_error)
+        sink = io.BytesIO()
+        await afetch_into(
+            self._http, url, sink, allow_hosts=allow_hosts, max_bytes=max_bytes, retry=self._download_retry
+        )
+        return sink.getvalue()
 
     async def _run(self, flow: _Flow) -> InferenceOutcome:
         reply: Any = None

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
@@ -56,7 +57,8 @@ from strangler_bridge.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from strangler_bridge.http import Operation, RetryPolicy, adrive, asend, drive, send
+from strangler_bridge.fetch import afetch_into, fetch_into
+from strangler_bridge.http import Operation, RetryPolicy, adrive, drive
 from strangler_bridge.settings import Settings
 
 PROVIDER = "video"
@@ -301,11 +303,18 @@ class VideoContract:
         response = yield self.build("GET", "health")
         self.raise_for_error(response, "health")
 
-    def check_size(self, response: httpx.Response, written: int, max_bytes: int) -> None:
-        """Refuse a video larger than ``max_bytes`` (announced or actually received)."""
-        announced = response.headers.get("content-length", "")
-        if written > max_bytes or (announced.isdigit() and int(announced) > max_bytes):
-            raise ProviderRejected(f"video is larger than {max_bytes} bytes", provider=self.provider)
+    def download_target(
+        self, render_id_or_url: str, allow_hosts: Sequence[str]
+    ) -> tuple[str, dict[str, str], list[str]]:
+        """Where the video is fetched from: ``(url, headers, allowed hosts)``.
+
+        A render id means the service's own video route; an absolute ``video_url`` is fetched as given. The token
+        goes only to the service's own origin, never to another host (a CDN or bucket URL), and the service's own
+        host is trusted as configured; any other host must pass the fetch path's address rules.
+        """
+        request = self.build_download(render_id_or_url)
+        headers = {"Authorization": request.headers["authorization"]} if "authorization" in request.headers else {}
+        return str(request.url), headers, [*allow_hosts, urlsplit(self.base_url).hostname or ""]
 
 
 class VideoClient(VideoContract):
@@ -353,23 +362,20 @@ class VideoClient(VideoContract):
             time.sleep(interval_s)
         return status
 
-    def download(self, render_id_or_url: str, dest: BinaryIO, *, max_bytes: int = 2_000_000_000) -> int:
-        """Stream the video (by render id or ``video_url``) into ``dest``; returns the bytes written."""
-        written = 0
-        try:
-            response = send(self.http, self.build_download(render_id_or_url), self.retry, stream=True)
-            try:
-                self.raise_for_error(response, f"download video {render_id_or_url}")
-                self.check_size(response, 0, max_bytes)
-                for chunk in response.iter_bytes():
-                    written += len(chunk)
-                    self.check_size(response, written, max_bytes)
-                    dest.write(chunk)
-            finally:
-                response.close()
-        except httpx.TransportError as exc:
-            raise self.transport_error(exc) from exc
-        return written
+    def download(
+        self,
+        render_id_or_url: str,
+        dest: BinaryIO,
+        *,
+        max_bytes: int = 2_000_000_000,
+        allow_hosts: Sequence[str] = (),
+    ) -> int:
+        """Stream the video (by render id or ``video_url``) into ``dest`` through the one fetch path
+        (:mod:`strangler_bridge.fetch`: no redirects, size cap, checked and pinned address); returns its size."""
+        url, headers, allowed = self.download_target(render_id_or_url, allow_hosts)
+        return fetch_into(
+            self.http, url, dest, allow_hosts=allowed, max_bytes=max_bytes, headers=headers, retry=self.retry
+        )
 
     def close(self) -> None:
         """Close the HTTP client if this client created it."""
@@ -428,23 +434,19 @@ class AsyncVideoClient(VideoContract):
             await asyncio.sleep(interval_s)
         return status
 
-    async def download(self, render_id_or_url: str, dest: BinaryIO, *, max_bytes: int = 2_000_000_000) -> int:
-        """Stream the video (by render id or ``video_url``) into ``dest``; returns the bytes written."""
-        written = 0
-        try:
-            response = await asend(self.http, self.build_download(render_id_or_url), self.retry, stream=True)
-            try:
-                self.raise_for_error(response, f"download video {render_id_or_url}")
-                self.check_size(response, 0, max_bytes)
-                async for chunk in response.aiter_bytes():
-                    written += len(chunk)
-                    self.check_size(response, written, max_bytes)
-                    dest.write(chunk)
-            finally:
-                await response.aclose()
-        except httpx.TransportError as exc:
-            raise self.transport_error(exc) from exc
-        return written
+    async def download(
+        self,
+        render_id_or_url: str,
+        dest: BinaryIO,
+        *,
+        max_bytes: int = 2_000_000_000,
+        allow_hosts: Sequence[str] = (),
+    ) -> int:
+        """See :meth:`VideoClient.download`."""
+        url, headers, allowed = self.download_target(render_id_or_url, allow_hosts)
+        return await afetch_into(
+            self.http, url, dest, allow_hosts=allowed, max_bytes=max_bytes, headers=headers, retry=self.retry
+        )
 
     async def close(self) -> None:
         """Close the HTTP client if this client created it."""

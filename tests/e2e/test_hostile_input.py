@@ -8,6 +8,7 @@ starts one, so fuzzed batches are stored but never sent to a provider.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import select
 import socket
@@ -39,7 +40,7 @@ from strangler_bridge.audio import tone_wav
 from strangler_bridge.cli.redis_server import free_port
 from strangler_bridge.cli.servers import ThreadedServer
 from strangler_bridge.errors import ProviderError, ProviderRejected
-from strangler_bridge.fetch import fetch_bytes
+from strangler_bridge.fetch import check_url, fetch_bytes
 from strangler_bridge.settings import Settings
 from tests.conftest import TEST_TOKEN
 from tests.support.stack import follow
@@ -207,6 +208,115 @@ def test_webhooks_have_their_own_body_limit(api: Api) -> None:
     assert normal_route.status_code == 413
 
 
+# --- free-form JSON limits ---------------------------------------------------------------------------------------
+
+CREATE_BODIES: dict[str, dict[str, Any]] = {
+    "/tts/batch": {"chunks": [{"text": "One."}]},
+    "/imagegen/batch": {"images": [{"prompt": "a lighthouse"}], "width": 128, "height": 128},
+    "/jobs": {"chunks": [{"text": "One."}]},
+    "/video/render": {
+        "segments": [
+            {
+                "index": 0,
+                "start_s": 0,
+                "end_s": 1,
+                "audio_url": "http://a.test/0.wav",
+                "image_url": "http://a.test/0.png",
+            }
+        ]
+    },
+}
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("path", list(CREATE_BODIES))
+@pytest.mark.parametrize("depth", [33, 400, 5000])
+def test_deeply_nested_metadata_is_a_422_naming_the_field_and_stores_nothing(api: Api, path: str, depth: int) -> None:
+    body = json.dumps(CREATE_BODIES[path])[:-1] + f', "metadata": {{"x": {_nested(depth)}}}}}'
+    key = f"deep-{path.strip('/').replace('/', '-')}-{depth}"
+    with api.client() as client:
+        answer = client.post(path, content=body, headers={"Content-Type": "application/json", "Idempotency-Key": key})
+        # Deeper than Python's JSON parser goes, the body is unreadable (400); otherwise the field is named.
+        assert answer.status_code == (400 if depth > 1000 else 422), answer.text
+        assert answer.json()["error"].get("field") == (None if depth > 1000 else "metadata"), answer.text
+        # Nothing was half-written: the same key with a valid body creates the record now.
+        again = client.post(
+            path,
+            json={**CREATE_BODIES[path], "metadata": {"x": json.loads(_nested(31))}},
+            headers={"Idempotency-Key": key},
+        )
+        assert again.status_code == 202, again.text
+
+
+def test_oversized_metadata_is_a_422(api: Api) -> None:
+    with api.client() as client:
+        answer = client.post("/tts/batch", json={"chunks": [{"text": "One."}], "metadata": {"x": "y" * 20_000}})
+    assert answer.status_code == 422 and answer.json()["error"]["field"] == "metadata", answer.text
+
+
+@pytest.mark.parametrize("depth", [400, 900])
+def test_deeply_nested_event_data_is_cut_and_the_report_still_counts(api: Api, depth: int) -> None:
+    event = f'{{"kind": "fallback", "phase": "tts", "data": {{"x": {_nested(depth)}}}}}'
+    with api.client() as client:
+        body = f'{{"source": "legacy-1", "events": [{event}]}}'
+        answer = client.post("/events", content=body, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 200 and answer.json()["accepted"] == 1, answer.text
+        assert client.get("/events").status_code == 200
+
+
+@pytest.mark.parametrize("depth", [300, 5000])
+def test_deeply_nested_webhook_bodies_are_a_4xx(api: Api, depth: int) -> None:
+    runpod = f'{{"id": "rp-job-1", "status": "COMPLETED", "output": {_nested(depth)}}}'
+    with api.client() as client:
+        answers = [
+            client.post(f"/tts/callback?token={api.token()}", content=runpod),
+            client.post(f"/video/render/callback?token={api.token(VIDEO, [api.batch_id])}", content=_nested(depth)),
+        ]
+    assert all(answer.status_code < 500 for answer in answers), [answer.text for answer in answers]
+
+
+# --- values a provider documents a range for ----------------------------------------------------------------------
+
+IMAGE = {"images": [{"prompt": "a lighthouse"}], "width": 128, "height": 128}
+SEGMENT = {"index": 0, "start_s": 0, "end_s": 1, "audio_url": "http://a.test/0.wav", "image_url": "http://a.test/0.png"}
+OUT_OF_RANGE: list[tuple[str, dict[str, Any], str]] = [
+    ("/imagegen/batch", {**IMAGE, "images": [{"prompt": "a lighthouse", "seed": 2**63}]}, "images.0.seed"),
+    ("/imagegen/batch", {**IMAGE, "images": [{"prompt": "a lighthouse", "seed": 0}]}, "images.0.seed"),
+    ("/imagegen/batch", {**IMAGE, "images": [{"prompt": "p" * 2900}], "style": "s" * 200}, "style"),
+    ("/imagegen/batch", {**IMAGE, "width": 130}, "width"),
+    ("/imagegen/batch", {**IMAGE, "height": 4096}, "height"),
+    ("/imagegen/batch", {**IMAGE, "model": "runwäre:100@1"}, "model"),
+    ("/imagegen/batch", {**IMAGE, "format": "GIF"}, "format"),
+    ("/jobs", {"chunks": [{"text": "One.", "image_prompt": "p" * 2900}], "image_style": "s" * 200}, "image_style"),
+    ("/jobs", {"chunks": [{"text": "One."}], "images": {"model": "no-version:1"}}, "images.model"),
+    ("/jobs", {"chunks": [{"text": "One."}], "images": {"width": 4096}}, "images.width"),
+    ("/jobs", {"chunks": [{"text": "One."}], "video": {"fps": 500}}, "video.fps"),
+    ("/video/render", {"segments": [{**SEGMENT, "start_s": 2, "end_s": 1}]}, "segments.0.end_s"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "field"), OUT_OF_RANGE, ids=[f"{p}-{f}" for p, _, f in OUT_OF_RANGE])
+def test_a_value_outside_the_providers_documented_range_is_a_422_naming_the_field(
+    api: Api, path: str, body: dict[str, Any], field: str
+) -> None:
+    with api.client() as client:
+        answer = client.post(path, json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["field"] == field, answer.text
+
+
+def test_the_edges_of_the_documented_ranges_are_accepted(api: Api) -> None:
+    with api.client() as client:
+        images = [{"prompt": "p" * 2998, "seed": 2**63 - 1}, {"prompt": "ab", "seed": 1}]
+        answer = client.post("/imagegen/batch", json={"images": images, "width": 2048, "height": 128, "style": ""})
+        assert answer.status_code == 202, answer.text
+        job = {"chunks": [{"text": "t" * 4000, "image_prompt": "p" * 2998}]}
+        assert client.post("/jobs", json=job).status_code == 202
+
+
 # --- webhook tokens -----------------------------------------------------------------------------------------------
 
 
@@ -350,8 +460,9 @@ def test_provider_urls_to_private_addresses_are_never_fetched(target: Target) ->
         f"http://[::1]:{port}/secret",
         f"http://2130706433:{port}/secret",  # 127.0.0.1 written as one number
         f"http://0.0.0.0:{port}/secret",
-        "http://169.254.169.254/latest/meta-data/",
-        "http://10.0.0.1/internal",
+        f"http://[::ffff:127.0.0.1]:{port}/secret",  # IPv4-mapped loopback
+        f"http://127.1:{port}/secret",
+        f"http://LOCALHOST.:{port}/secret",
         "file:///etc/passwd",
         "ftp://127.0.0.1/x",
         "gopher://127.0.0.1:6379/_FLUSHALL",
@@ -370,8 +481,39 @@ def test_provider_urls_to_private_addresses_are_never_fetched(target: Target) ->
 def test_provider_outputs_over_the_size_cap_are_refused(target: Target) -> None:
     with httpx.Client(timeout=5) as client:
         assert fetch_bytes(client, f"{target.url}/small", allow_hosts=["127.0.0.1"], max_bytes=1000) == b"x" * 16
-        with pytest.raises(ProviderRejected, match="limit"):
+        with pytest.raises(ProviderRejected, match="larger than 1000"):
             fetch_bytes(client, f"{target.url}/big", allow_hosts=["127.0.0.1"], max_bytes=1000)
+
+
+def test_the_address_checked_is_the_address_connected_to(target: Target, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name that resolves differently on a second lookup (DNS rebinding) cannot move the download elsewhere."""
+    port = int(target.url.rsplit(":", 1)[1])
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "rebind.test":
+            lookups.append(host)
+            # First the loopback server the test allows; any later lookup would name another loopback address.
+            return real("127.0.0.1" if len(lookups) == 1 else "127.0.0.2", *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    with httpx.Client(timeout=5) as client:
+        data = fetch_bytes(client, f"http://rebind.test:{port}/small", allow_hosts=["rebind.test"], max_bytes=1000)
+    assert data == b"x" * 16 and target.hits == ["small"]
+    assert lookups == ["rebind.test"]  # one lookup: the connection went to the address it gave
+
+
+def test_check_url_names_the_address_to_connect_to() -> None:
+    target = check_url("https://localhost:8443/a.wav?x=1", ["localhost"])
+    assert ipaddress.ip_address(target.address).is_loopback
+    with httpx.Client() as client:
+        request = target.request(client)
+    assert (request.url.host, request.url.port, request.url.path) == (target.address, 8443, "/a.wav")
+    assert request.headers["host"] == "localhost:8443" and request.extensions["sni_hostname"] == "localhost"
+    with pytest.raises(ProviderRejected, match="non-public"):
+        check_url("https://localhost:8443/a.wav", [])
 
 
 def test_a_webhook_pointing_at_a_private_host_fails_the_item_without_fetching(

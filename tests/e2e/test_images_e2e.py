@@ -94,3 +94,15 @@ def test_worker_killed_mid_batch_leaks_no_slot_and_pays_nothing_twice(
 def _all_expired(client: redis.Redis, key: str) -> bool:
     seconds, micros = client.time()
     return client.zcount(key, seconds + micros / 1e6, "+inf") == 0
+
+
+def test_an_image_url_that_redirects_fails_the_image_at_once_with_the_reason(make_stack: StackFactory) -> None:
+    stack = make_stack(runware={"redirect_image_urls": True}, provider_attempts=3)
+    created = create(stack, "/imagegen/batch", {"images": [{"prompt": "a lighthouse"}], "width": 128, "height": 128})
+    with stack.client() as client:
+        status = follow(client, f"/imagegen/batch/{created['id']}", timeout=60)
+    assert status["status"] == "failed", status
+    image = status["images"][0]
+    assert "redirect" in (image["error"] or "") and image["attempts"] == 1, image
+    counters = stack.counters("runware")
+    assert counters["image_redirects"] == 1 and counters["tasks_executed_max_per_task"] == 1, counters

@@ -107,3 +107,53 @@ def test_cancel_during_images_leaves_nothing_running(make_stack: StackFactory) -
     assert batch["status"] == "cancelled"
     assert stack.counters("runware")["requests_received"] == sent  # nothing new was sent after the cancel
     assert stack.counters("runware")["tasks_executed"] < 6
+
+
+def test_a_client_key_equal_to_the_orchestrators_own_cannot_touch_the_jobs_steps(make_stack: StackFactory) -> None:
+    stack = make_stack(runpod={"execution_time_s": 1.0})
+    created = create(stack, "/jobs", job_body(2))
+    job_id = created["id"]
+    segment = {
+        "index": 0,
+        "start_s": 0,
+        "end_s": 1,
+        "audio_url": "http://a.test/0.wav",
+        "image_url": "http://a.test/0.png",
+    }
+    with stack.client() as client:
+        # While TTS runs, a client takes the keys the orchestrator used to make the later steps under.
+        for suffix, path, body in [
+            ("img", "/imagegen/batch", {"images": [{"prompt": "not the job's"}], "width": 128, "height": 128}),
+            ("vid", "/video/render", {"segments": [segment]}),
+            ("tts", "/tts/batch", {"chunks": [{"text": "not the job's"}]}),
+        ]:
+            answer = client.post(path, json=body, headers={"Idempotency-Key": f"job-{job_id}-{suffix}"})
+            assert answer.status_code == 202, answer.text
+        job = follow(client, f"/jobs/{job_id}", timeout=120)
+    assert job["status"] == "completed", job
+
+
+def test_a_long_text_with_a_style_still_makes_prompts_runware_accepts(make_stack: StackFactory) -> None:
+    stack = make_stack()
+    body = {**job_body(2), "image_style": "watercolour, " * 30}
+    body["chunks"][0]["text"] = "A long sentence of the story. " * 150  # 4500 characters: its prompt is cut to fit
+    created = create(stack, "/jobs", body)
+    with stack.client() as client:
+        job = follow(client, f"/jobs/{created['id']}", timeout=120)
+    assert job["status"] == "completed", job
+    assert stack.counters("runware")["tasks_rejected"] == 0
+
+
+def test_a_video_url_that_redirects_fails_the_job_with_the_reason(make_stack: StackFactory) -> None:
+    stack = make_stack(video={"redirect_downloads": True, "force_placeholder": True}, provider_attempts=2)
+    created = create(stack, "/jobs", job_body(2))
+    with stack.client() as client:
+        job = follow(client, f"/jobs/{created['id']}", timeout=120)
+        assert job["status"] == "failed", job
+        assert "redirect" in (job["error"] or ""), job
+        assert job["video_url"] is None
+        render = client.get(f"/video/render/{job['steps'][3]['batch_id']}").json()
+    assert render["status"] == "failed" and "redirect" in (render["error"] or ""), render
+    counters = stack.counters("video")
+    assert counters["download_redirects"] >= 1 and counters["downloads"] == 0  # refused, never followed
+    assert sum(counters["renders_executed"].values()) == 1  # a redirect is not mended by rendering again

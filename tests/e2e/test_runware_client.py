@@ -104,7 +104,7 @@ def test_sync_results_in_every_output_type_with_costs_per_image_and_per_batch(cl
     assert outcome.errors == [] and outcome.processing == []
     images = outcome.results_for(url_task.task_uuid)
     assert [image.seed for image in images] == [7, 8]
-    downloaded = Image.open(io.BytesIO(client.download(images[0].image_url or "")))
+    downloaded = Image.open(io.BytesIO(client.download(images[0].image_url or "", allow_hosts=["127.0.0.1"])))
     assert (downloaded.format, downloaded.size) == ("PNG", (64, 48))
     (png,) = outcome.results_for(inline.task_uuid)
     assert Image.open(io.BytesIO(png.image_bytes() or b"")).format == "PNG"

@@ -108,3 +108,19 @@ def test_worker_killed_mid_submit_loses_and_repeats_nothing(make_stack: StackFac
     counters = stack.counters("runpod")
     assert counters["max_executions_per_input"] == 1, counters
     assert counters["jobs_received_total"] == 4, counters
+
+
+@pytest.mark.parametrize("output_mode", ["base64", "url"])
+def test_a_wav_header_that_lies_about_its_size_is_measured_from_the_samples(
+    make_stack: StackFactory, output_mode: str
+) -> None:
+    stack = make_stack(runpod={"lying_wav_header": True, "output_mode": output_mode})
+    created = create(stack, "/tts/batch", tts_body(2))
+    with stack.client() as client:
+        status = follow(client, f"/tts/batch/{created['id']}")
+        assert status["status"] == "completed", status
+        for chunk in status["chunks"]:
+            audio = client.get(chunk["audio_url"]).content
+            samples = (len(audio) - 44) / 2 / 16_000  # the simulator's WAVs: 44-byte header, 16-bit mono, 16 kHz
+            assert chunk["duration_s"] == pytest.approx(samples, abs=1e-3)  # not the 134,217 s the header claims
+            assert chunk["size_bytes"] == len(audio)

@@ -7,14 +7,19 @@ disruption (kill a worker, restart Redis, ...) and follows every job to the end.
 - jobs completed out of those submitted, and the stated reason of every job that did not complete;
 - duplicate paid submissions, from the simulators' own counters (a provider asked to run the same work twice);
 - lost artifacts: every completed job's ``segments.json``, audio, images and video are downloaded through the API
-  and checked (a file that is missing, empty or not what its type says counts as lost).
+  and checked (a file that is missing, empty or not what its type says counts as lost);
+- stored-versus-recorded mismatches: a downloaded file whose size, or (audio) duration measured from its samples,
+  differs from what the record says, or a ``segments.json`` segment whose length is not its audio's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import time
 import uuid
+import wave
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from strangler_bridge.audio import wav_duration
 from strangler_bridge.cli.devstack import DevStack
 from strangler_bridge.cli.redis_server import RedisServer
 from strangler_bridge.settings import Settings
@@ -65,6 +71,7 @@ class Outcome:
     failures: Counter[str] = field(default_factory=Counter)  # stated reason -> jobs
     duplicates: dict[str, int] = field(default_factory=dict)  # provider -> extra paid executions
     lost: int = 0
+    mismatches: int = 0  # files whose size or duration differs from their record
     in_flight_at_fault: int | None = None  # jobs not yet finished when the disruption hit
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -76,8 +83,12 @@ class Outcome:
         return sum(self.duplicates.values())
 
     def clean(self) -> bool:
-        """Every job completed, nothing paid twice, nothing lost."""
-        return self.completed == self.submitted and self.duplicate_total == 0 and self.lost == 0
+        """Every job completed, nothing paid twice, nothing lost, nothing stored unlike its record."""
+        return self.completed == self.submitted and self.duplicate_total == 0 and self.lost == 0 and not self.mismatches
+
+    def failed_with(self, words: str) -> int:
+        """How many jobs ended with a stated reason containing ``words``."""
+        return sum(count for reason, count in self.failures.items() if words in reason)
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-friendly summary."""
@@ -88,6 +99,7 @@ class Outcome:
             "failures": dict(self.failures),
             "duplicates": self.duplicates,
             "lost": self.lost,
+            "mismatches": self.mismatches,
             "in_flight_at_fault": self.in_flight_at_fault,
             "seconds": round(self.seconds, 1),
             "notes": self.notes,
@@ -204,24 +216,49 @@ def _is_media(kind: str, data: bytes) -> bool:
     return False
 
 
-def audit_artifacts(client: httpx.Client, job: dict[str, Any]) -> int:
-    """Download every artifact of a completed job through the API; returns how many are missing or unreadable."""
-    lost = 0
+@dataclass
+class Audit:
+    """What downloading a completed job's artifacts showed."""
+
+    lost: int = 0
+    mismatches: int = 0
+    lying_wav_headers: int = 0  # audio whose header claims more samples than the file holds (the fault, seen)
+
+
+def _audio_truth(audit: Audit, chunk: dict[str, Any], data: bytes) -> None:
+    """Compare one chunk's audio with its record: size, and duration measured from the samples present."""
+    measured = wav_duration(data)
+    if chunk["size_bytes"] != len(data) or abs(chunk["duration_s"] - measured) > 1e-3:
+        audit.mismatches += 1
+    with contextlib.suppress(wave.Error, EOFError), wave.open(io.BytesIO(data)) as header:
+        if header.getnframes() / header.getframerate() > measured + 1.0:
+            audit.lying_wav_headers += 1
+
+
+def audit_artifacts(client: httpx.Client, job: dict[str, Any]) -> Audit:
+    """Download every artifact of a completed job through the API and compare each with its record."""
+    audit = Audit()
     steps = {step["name"]: step for step in job["steps"]}
-    segments = client.get(f"/jobs/{job['id']}/segments.json")
-    if segments.status_code != 200 or len(json.loads(segments.content).get("segments", [])) != CHUNKS_PER_JOB:
-        lost += 1
-    urls: list[tuple[str, str | None]] = []
     tts = client.get(f"/tts/batch/{steps['tts']['batch_id']}").json()
-    urls += [("audio", chunk["audio_url"]) for chunk in tts["chunks"]]
+    segments = client.get(f"/jobs/{job['id']}/segments.json")
+    listed = json.loads(segments.content).get("segments", []) if segments.status_code == 200 else []
+    if len(listed) != CHUNKS_PER_JOB:
+        audit.lost += 1
+    durations = {chunk["index"]: chunk["duration_s"] for chunk in tts["chunks"]}
+    audit.mismatches += sum(abs(s["end_s"] - s["start_s"] - durations.get(s["index"], -1.0)) > 1e-3 for s in listed)
     images = client.get(f"/imagegen/batch/{steps['imagegen']['batch_id']}").json()
-    urls += [("image", image["image_url"]) for image in images["images"]]
-    urls.append(("video", job["video_url"]))
-    for kind, url in urls:
+    items: list[tuple[str, dict[str, Any], str | None]] = [("audio", c, c["audio_url"]) for c in tts["chunks"]]
+    items += [("image", image, image["image_url"]) for image in images["images"]]
+    items.append(("video", job, job["video_url"]))
+    for kind, record, url in items:
         response = client.get(url) if url else None
         if response is None or response.status_code != 200 or not _is_media(kind, response.content):
-            lost += 1
-    return lost
+            audit.lost += 1
+        elif kind == "audio":
+            _audio_truth(audit, record, response.content)
+        elif kind == "image" and record["size_bytes"] != len(response.content):
+            audit.mismatches += 1
+    return audit
 
 
 def extra_executions(per_unit: dict[str, int], expected_units: int) -> int:
@@ -255,9 +292,11 @@ def fault_evidence(stack: DevStack) -> dict[str, int]:
         "runware_cut_answers": sum(runware["dropped_responses"].values()),
         "runware_task_failures": runware["tasks_failed"],
         "runware_get_response": runware["get_response_calls"],
+        "runware_image_redirects": runware["image_redirects"],
         "video_refused": video["requests_down"] + video["requests_injected"],
         "video_callbacks_lost": video["callbacks_lost"],
         "video_callbacks_duplicated": video["callbacks_duplicated"],
+        "video_download_redirects": video["download_redirects"],
     }
     return {name: count for name, count in seen.items() if count}
 
@@ -281,6 +320,9 @@ class Scenario:
     title: str
     fault: str  # what is injected, for the table
     transient: bool = True  # a transient fault must end with every job completed
+    #: A permanent fault (a provider output that can never be used): every job must end failed with a stated
+    #: reason containing these words, promptly, without paying twice.
+    expect_reason: str | None = None
     runpod: dict[str, Any] = field(default_factory=dict)
     runware: dict[str, Any] = field(default_factory=dict)
     video: dict[str, Any] = field(default_factory=dict)
@@ -289,6 +331,14 @@ class Scenario:
     evidence: tuple[str, ...] = ()  # fault counters (see fault_evidence) that must be non-zero after the run
     workers: int = 2
     runner: Callable[[Scenario, int, Path], Outcome] | None = None  # a scenario that is not API jobs
+
+    def passed(self, outcome: Outcome) -> bool:
+        """Whether the row holds: nothing paid twice, lost or stored unlike its record, and every job completed
+        (a transient fault) or failed with the expected reason (a permanent one)."""
+        if self.expect_reason is None:
+            return outcome.clean()
+        kept = outcome.duplicate_total == 0 and outcome.lost == 0 and not outcome.mismatches
+        return kept and outcome.failed_with(self.expect_reason) == outcome.submitted
 
     def deadline_s(self, jobs: int) -> float:
         """How long the jobs may take in all."""
@@ -322,7 +372,11 @@ def run_scenario(scenario: Scenario, jobs: int, workdir: Path) -> Outcome:
             for status in statuses.values():
                 if status is not None and status["status"] == "completed":
                     outcome.completed += 1
-                    outcome.lost += audit_artifacts(client, status)
+                    audit = audit_artifacts(client, status)
+                    outcome.lost += audit.lost
+                    outcome.mismatches += audit.mismatches
+                    if audit.lying_wav_headers:
+                        outcome.facts["wav_headers_lying"] = outcome.facts.get("wav_headers_lying", 0) + 1
                 else:
                     outcome.failures[failure_reason(status, scenario.deadline_s(jobs))] += 1
         groups = -(-CHUNKS_PER_JOB // stack.settings.tts_group_size)

@@ -19,17 +19,18 @@ def _failures(outcome: Outcome) -> str:
 
 
 def _verdict(scenario: Scenario, outcome: Outcome) -> str:
-    if outcome.clean():
-        return "pass"
-    return "FAIL" if scenario.transient else "gap (not transient)"
+    if scenario.passed(outcome):
+        return "pass" if scenario.expect_reason is None else f"pass (every job failed: {scenario.expect_reason})"
+    return "FAIL" if scenario.transient or scenario.expect_reason else "gap (not transient)"
 
 
 def table(rows: list[tuple[Scenario, Outcome]]) -> str:
     """The scenario table in Markdown."""
     lines = [
         "| Scenario | Fault injected | Completed | Failed (stated reason) | Duplicate paid submissions "
-        "(RunPod / Runware / video) | Lost artifacts | Jobs in flight at the fault | Time | Result |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "(RunPod / Runware / video) | Lost artifacts | Stored unlike the record | Jobs in flight at the fault "
+        "| Time | Result |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for scenario, outcome in rows:
         dup = outcome.duplicates
@@ -39,7 +40,8 @@ def table(rows: list[tuple[Scenario, Outcome]]) -> str:
         in_flight = "-" if outcome.in_flight_at_fault is None else f"{outcome.in_flight_at_fault}/{outcome.submitted}"
         lines.append(
             f"| {scenario.title} | {scenario.fault} | {outcome.completed}/{outcome.submitted} | {_failures(outcome)} "
-            f"| {duplicates} | {outcome.lost} | {in_flight} | {outcome.seconds:.0f} s | {_verdict(scenario, outcome)} |"
+            f"| {duplicates} | {outcome.lost} | {outcome.mismatches} | {in_flight} | {outcome.seconds:.0f} s "
+            f"| {_verdict(scenario, outcome)} |"
         )
     return "\n".join(lines)
 

@@ -179,6 +179,31 @@ SCENARIOS: list[Scenario] = [
         runner=run_fallback,
         evidence=("fallbacks",),
     ),
+    Scenario(
+        "lying-wav-headers",
+        "WAV headers that lie about their size",
+        "RunPod returns audio_url WAVs whose header claims ~4 GB of samples (134,217 s if trusted)",
+        runpod={"lying_wav_header": True, "output_mode": "url"},
+        evidence=("wav_headers_lying",),
+    ),
+    Scenario(
+        "redirecting-images",
+        "Runware imageURL answers a redirect",
+        "every Runware imageURL answers 302 (to the image itself): a redirect is never followed",
+        transient=False,
+        expect_reason="redirect",
+        runware={"redirect_image_urls": True},
+        evidence=("runware_image_redirects",),
+    ),
+    Scenario(
+        "redirecting-video",
+        "Video service video_url answers a redirect",
+        "the video service's video_url answers 302 (to the video itself): a redirect is never followed",
+        transient=False,
+        expect_reason="redirect",
+        video={"redirect_downloads": True},
+        evidence=("video_download_redirects",),
+    ),
 ]
 
 

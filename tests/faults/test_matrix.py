@@ -28,9 +28,13 @@ def _explain(outcome: Outcome, workdir: Path) -> str:
 def test_every_job_completes_once_with_its_artifacts(scenario: Scenario, tmp_path: Path) -> None:
     outcome = run_scenario(scenario, JOBS, tmp_path)
     explained = _explain(outcome, tmp_path)
-    assert outcome.completed == outcome.submitted == JOBS, explained
+    if scenario.expect_reason is None:
+        assert outcome.completed == outcome.submitted == JOBS, explained
+    else:  # an output that can never be used: every job ends at once with the reason, nothing paid again
+        assert outcome.failed_with(scenario.expect_reason) == outcome.submitted == JOBS, explained
     assert outcome.duplicate_total == 0, explained
     assert outcome.lost == 0, explained
+    assert outcome.mismatches == 0, explained
     # The fault really happened: the simulators counted it, and a disruption hit while jobs were running.
     missing = [name for name in scenario.evidence if not outcome.facts.get(name)]
     assert not missing, f"fault never injected: {missing}\n{explained}"

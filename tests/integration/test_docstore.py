@@ -58,6 +58,17 @@ def test_idempotency_key_returns_first_record_or_conflicts(redis_client: redis.R
         store.create(Counter(id="c"), Effects(), idem=("key-1", "hash-2"))
 
 
+def test_the_services_own_keys_never_meet_a_clients(redis_client: redis.Redis, settings: Settings) -> None:
+    store = _store(redis_client, settings)
+    mine, _ = store.create(Counter(id="own"), Effects(), idem=("job-1:tts", "hash-1"), internal_idem=True)
+    # Whatever a client sends as its key, it neither finds nor blocks the service's record.
+    for key in ("job-1:tts", f"idem-internal:{store.kind}:job-1:tts", "../idem-internal/job-1:tts"):
+        theirs, created = store.create(Counter(id=f"client-{key}"), Effects(), idem=(key, "hash-2"))
+        assert created and theirs.id != mine.id
+    again, created = store.create(Counter(id="own-2"), Effects(), idem=("job-1:tts", "hash-1"), internal_idem=True)
+    assert not created and again.id == "own"
+
+
 def test_unchanged_transition_writes_and_publishes_nothing(redis_client: redis.Redis, settings: Settings) -> None:
     store = _store(redis_client, settings)
     store.create(Counter(id="c2"), Effects())

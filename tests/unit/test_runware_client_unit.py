@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from strangler_bridge import fetch
 from strangler_bridge.errors import (
     ConfigError,
     InvalidInput,
@@ -441,17 +442,22 @@ def test_from_settings_names_the_missing_key() -> None:
         assert client.url == "http://sim.test/v1"
 
 
-def test_download_sends_no_credentials_and_enforces_the_size_limit() -> None:
+def test_download_goes_through_the_fetch_path_without_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fetch, "resolve", lambda host, port: ["127.0.0.1"])  # *.test is loopback here (no DNS)
+    allowed = ["im.runware.test"]
     script = Script(httpx.Response(200, content=b"x" * 100))
     with client_for(script) as client:
-        assert client.download("https://im.runware.test/a.png") == b"x" * 100
-        with pytest.raises(ProviderJobFailed):
-            client.download("https://im.runware.test/a.png", max_bytes=99)
-        with pytest.raises(InvalidInput):
+        assert client.download("https://im.runware.test/a.png", allow_hosts=allowed) == b"x" * 100
+        with pytest.raises(ProviderRejected, match="larger than 99"):
+            client.download("https://im.runware.test/a.png", max_bytes=99, allow_hosts=allowed)
+        with pytest.raises(ProviderRejected, match="file"):
             client.download("file:///etc/passwd")
+        with pytest.raises(ProviderRejected, match="non-public"):
+            client.download("https://im.runware.test/a.png")
     assert "authorization" not in script.requests[0].headers
-    with client_for(Script(httpx.Response(404))) as client, pytest.raises(ProviderNotFound):
-        client.download("https://im.runware.test/gone.png")
+    assert (script.requests[0].url.host, script.requests[0].headers["host"]) == ("127.0.0.1", "im.runware.test")
+    with client_for(Script(httpx.Response(404))) as client, pytest.raises(ProviderRejected, match="404"):
+        client.download("https://im.runware.test/gone.png", allow_hosts=allowed)
 
 
 # --- never pay twice -----------------------------------------------------------------------------------------------

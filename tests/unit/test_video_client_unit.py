@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from strangler_bridge import fetch
 from strangler_bridge.errors import (
     ConfigError,
     DeadlineExceeded,
@@ -39,6 +40,12 @@ pytestmark = pytest.mark.unit
 BASE = "http://video.test/api"
 FAST = RetryPolicy(attempts=3, initial_s=0.001, max_s=0.002, jitter_s=0.0)
 SEGMENT = {"index": 0, "start_s": 0.0, "end_s": 1.5, "audio_url": "http://a/0.wav", "image_url": "http://a/0.png"}
+
+
+@pytest.fixture(autouse=True)
+def _test_names_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fetch path looks names up before connecting: here every ``*.test`` name is loopback (no DNS)."""
+    monkeypatch.setattr(fetch, "resolve", lambda host, port: ["127.0.0.1"])
 
 
 def render_request(render_id: str = "r-1") -> RenderRequest:
@@ -188,13 +195,27 @@ def test_download_streams_and_keeps_the_token_at_home() -> None:
     out = io.BytesIO()
     assert video.download("r-1", out) == 10_000 and out.getvalue() == b"x" * 10_000
     video.download(f"{BASE}/renders/r-1/video", io.BytesIO())
-    video.download("https://cdn.test/r-1.mp4", io.BytesIO())
-    assert [str(r.url) for r in seen.requests] == [
-        f"{BASE}/renders/r-1/video",
-        f"{BASE}/renders/r-1/video",
-        "https://cdn.test/r-1.mp4",
+    with pytest.raises(ProviderRejected, match=r"non-public address of cdn\.test"):
+        video.download("https://cdn.test/r-1.mp4", io.BytesIO())  # another host passes the address rule, or not
+    video.download("https://cdn.test/r-1.mp4", io.BytesIO(), allow_hosts=["cdn.test"])
+    # Sent to the address that was checked, under the name of the URL (Host header, and TLS SNI for https).
+    assert [(r.url.host, r.headers["host"], r.url.path) for r in seen.requests] == [
+        ("127.0.0.1", "video.test", "/api/renders/r-1/video"),
+        ("127.0.0.1", "video.test", "/api/renders/r-1/video"),
+        ("127.0.0.1", "cdn.test", "/r-1.mp4"),
     ]
+    assert seen.requests[2].extensions["sni_hostname"] == "cdn.test"
     assert [r.headers.get("authorization") for r in seen.requests] == ["Bearer tok", "Bearer tok", None]
+
+
+def test_download_refuses_redirects_and_empty_bodies() -> None:
+    moved, seen = client(httpx.Response(302, headers={"Location": "http://127.0.0.1/secret"}))
+    with pytest.raises(ProviderRejected, match="redirect"):
+        moved.download("r-1", io.BytesIO())
+    assert len(seen.requests) == 1  # not followed
+    empty, _ = client(httpx.Response(200, content=b""))
+    with pytest.raises(ProviderRejected, match="empty"):
+        empty.download("r-1", io.BytesIO())
 
 
 def test_download_refuses_oversized_videos_and_maps_errors() -> None:
@@ -202,7 +223,7 @@ def test_download_refuses_oversized_videos_and_maps_errors() -> None:
     with pytest.raises(ProviderRejected, match="larger than 100"):
         video.download("r-1", io.BytesIO(), max_bytes=100)
     not_ready, seen = client(httpx.Response(409, json={"error": {"message": "still rendering"}}))
-    with pytest.raises(ProviderRejected, match="still rendering"):
+    with pytest.raises(ProviderRejected, match=r"409: .*still rendering"):
         not_ready.download("r-1", io.BytesIO())
     flaky, seen = client(httpx.Response(503), httpx.Response(200, content=b"ok"))
     out = io.BytesIO()

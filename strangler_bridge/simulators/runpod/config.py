@@ -84,6 +84,9 @@ class RunPodSimConfig(_Knobs):
         None, description="A runpod.serverless handler, 'module:function' or 'path/file.py[:function]'; None: TTS."
     )
     output_mode: Literal["base64", "url"] = Field("base64", description="How the built-in TTS returns audio.")
+    lying_wav_header: bool = Field(
+        False, description="The built-in TTS writes WAVs whose header claims ~4 GB of samples (a lying header)."
+    )
     public_url: str | None = Field(None, description="Base of audio URLs; default: the URL the job was sent to.")
     aggregate_stream: bool = Field(True, description="A generator handler's output is the list of its yields.")
     max_output_bytes: int = Field(20_000_000, gt=0, description="Larger results complete with no output.")

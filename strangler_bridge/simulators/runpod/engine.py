@@ -283,7 +283,15 @@ class RunPodEngine:
     async def _execute(self, job: SimJob, slot: int) -> None:
         config = self.config
         mode = config.output_mode
-        CURRENT_JOB.set(JobContext(config.public_url or job.base_url, job.endpoint_id, mode, job.worker_id or ""))
+        CURRENT_JOB.set(
+            JobContext(
+                config.public_url or job.base_url,
+                job.endpoint_id,
+                mode,
+                job.worker_id or "",
+                lying_wav_header=config.lying_wav_header,
+            )
+        )
         try:
             outcome = await asyncio.wait_for(self._work(job, config), job.execution_timeout_s)
         except TimeoutError:

@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import struct
 import sys
 import threading
 import traceback
@@ -48,6 +49,8 @@ class JobContext:
     endpoint_id: str
     output_mode: str
     worker_id: str
+    #: The WAV header's data size claims far more samples than the file holds (a lying header).
+    lying_wav_header: bool = False
 
 
 #: Set by the engine around each execution (threads started with asyncio.to_thread see it too).
@@ -105,6 +108,8 @@ class TtsHandler:
         for index, text, voice in chunks:
             duration = speech_duration(text)
             audio = tone_wav(duration, frequency=_voice_frequency(voice))
+            if context.lying_wav_header:
+                audio = with_lying_header(audio)
             result: dict[str, Any] = {"index": index, "duration_s": duration}
             if context.output_mode == "url":
                 name = f"{job['id']}-{index}"
@@ -114,6 +119,13 @@ class TtsHandler:
                 result["audio_base64"] = base64.b64encode(audio).decode("ascii")
             results.append(result)
         return {"chunks": results}
+
+
+def with_lying_header(wav: bytes) -> bytes:
+    """``wav`` (as :func:`tone_wav` writes it) with RIFF and data sizes claiming about 4 GB: a reader that trusts the
+    header measures a 16 kHz mono clip as some 134,000 s long."""
+    huge = 0xFFFFFFF0
+    return wav[:4] + struct.pack("<I", huge) + wav[8:40] + struct.pack("<I", huge - 36) + wav[44:]
 
 
 def _read_tts_input(data: Any) -> tuple[list[tuple[int, str, str]], str | None]:

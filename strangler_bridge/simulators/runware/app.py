@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
@@ -80,11 +80,14 @@ def _add_runware_routes(app: FastAPI, sim: RunwareSim) -> None:
         return await _answer(request, sim, tasks)
 
     @app.get("/image/{name}")
-    async def image(name: str) -> Response:
+    async def image(name: str, request: Request, direct: bool = False) -> Response:
         image_uuid, _, extension = name.rpartition(".")
         spec = sim.images.get(image_uuid)
         if spec is None or images.FORMATS[spec.output_format][1] != extension:
             return _errors(404, [error_item("notFound", f"No image {name}.")])
+        if sim.config.redirect_image_urls and not direct:
+            sim.counters.image_redirects += 1
+            return RedirectResponse(str(request.url.include_query_params(direct="true")), status_code=302)
         return Response(await sim.draw(spec), media_type=images.FORMATS[spec.output_format][2])
 
 

@@ -50,6 +50,9 @@ class RunwareSimConfig(BaseModel):
     image_max_side: int = Field(
         512, ge=16, le=2048, description="Images are drawn at the requested size scaled down to this longest side."
     )
+    redirect_image_urls: bool = Field(
+        False, description="An imageURL answers 302 to its own address (?direct=true) instead of the image."
+    )
     # --- execution ------------------------------------------------------------------------------------------------
     latency_s: Duration = Field(0.0, description="Time each task takes: seconds or [min, max].")
     failure_rate: float = Field(0.0, ge=0, le=1, description="Probability that a task fails when it runs.")

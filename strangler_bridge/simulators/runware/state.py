@@ -30,6 +30,7 @@ class Counters:
     in_flight: int = 0
     max_in_flight: int = 0
     get_response_calls: int = 0
+    image_redirects: int = 0
     webhook_attempts: int = 0
     webhooks_delivered: int = 0
     webhooks_failed: int = 0
@@ -58,6 +59,7 @@ class Counters:
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "get_response_calls": self.get_response_calls,
+            "image_redirects": self.image_redirects,
             "webhooks": {
                 "attempts": self.webhook_attempts,
                 "delivered": self.webhooks_delivered,

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import httpx
 from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -137,11 +137,14 @@ def _api_router() -> APIRouter:
     async def cancel(render_id: str, sim: Sim) -> RenderStatus:
         return sim.cancel(_render(sim, render_id))
 
-    @authed.get("/renders/{render_id}/video")
-    async def video(render_id: str, sim: Sim) -> FileResponse:
+    @authed.get("/renders/{render_id}/video", response_model=None)
+    async def video(render_id: str, request: Request, sim: Sim, direct: bool = False) -> Response:
         item = _render(sim, render_id)
         if item.status.status is not RenderState.COMPLETED or item.output is None:
             raise SimError(409, "not_ready", f"render {render_id!r} is {item.status.status.value}, not completed")
+        if sim.config.redirect_downloads and not direct:
+            sim.counters.download_redirects += 1
+            return RedirectResponse(str(request.url.include_query_params(direct="true")), status_code=302)
         sim.counters.downloads += 1
         if item.status.placeholder:
             media, name = "text/plain; charset=utf-8", f"{render_id}.placeholder.txt"

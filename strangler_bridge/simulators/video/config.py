@@ -36,6 +36,9 @@ class VideoSimConfig(BaseModel):
     )
     # --- rendering --------------------------------------------------------------------------------
     force_placeholder: bool = Field(False, description="Write the labelled placeholder even if ffmpeg is available.")
+    redirect_downloads: bool = Field(
+        False, description="The video route answers 302 to the file's own address (?direct=true) instead of the file."
+    )
     concurrency: int = Field(2, ge=1, le=64, description="Renders encoding at once; the rest stay 'queued'.")
     render_timeout_s: float = Field(300.0, gt=0, description="Timeout of one ffmpeg run.")
     max_segments: int = Field(300, ge=1, le=2000, description="Most segments in one render (more is a 422).")

@@ -48,6 +48,7 @@ class Counters:
     callbacks_duplicated: int = 0
     callback_attempts: int = 0
     downloads: int = 0
+    download_redirects: int = 0
     requests_down: int = 0
     requests_injected: int = 0
 
