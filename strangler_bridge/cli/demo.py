@@ -90,7 +90,14 @@ def demo(out_dir: Path, script_text: str, workers: int) -> None:
     base = Settings.load(artifacts_dir=out_dir / "service-artifacts")
     video_id = f"demo-{int(time.time())}"
     console.print("[bold]strangler-bridge demo[/bold]: starting Redis, simulators, API and workers ...")
-    with DevStack(base, workers=workers, log_dir=out_dir / "logs", **SIM_KNOBS) as stack:
+    with DevStack(
+        base,
+        workers=workers,
+        log_dir=out_dir / "logs",
+        runpod=SIM_KNOBS["runpod"],
+        runware=SIM_KNOBS["runware"],
+        video=SIM_KNOBS["video"],
+    ) as stack:
         console.print(f"  redis   {stack.settings.redis_url}")
         console.print(f"  api     {stack.api_url}")
         for name, server in stack.servers.items():

@@ -17,6 +17,7 @@ COMMANDS = {
     "demo": "strangler_bridge.cli.demo:demo",
     "flags": "strangler_bridge.cli.flags:flags",
     "jobs": "strangler_bridge.cli.jobs:jobs",
+    "doctor": "strangler_bridge.cli.doctor:doctor",
 }
 
 
