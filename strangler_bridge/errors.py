@@ -176,3 +176,15 @@ class DeadlineExceeded(BridgeError):
 
     code = "deadline_exceeded"
     http_status = 504
+
+
+class StepStalled(DeadlineExceeded):
+    """The service's work showed no progress for ``STRANGLER_SERVICE_STALL_S``; the caller gave up early."""
+
+    code = "step_stalled"
+
+
+class BreakerOpen(ServiceUnavailable):
+    """The Flask side's circuit breaker for a phase is open: the service was not called at all."""
+
+    code = "breaker_open"

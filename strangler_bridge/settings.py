@@ -112,6 +112,21 @@ class Settings(BaseSettings):
     service_url: str | None = Field(None, description="Base URL of the strangler-bridge service (Flask side).")
     service_token: SecretStr | None = Field(None, description="Bearer token the Flask side sends.")
     service_timeout_s: float = Field(600.0, gt=0, description="Overall deadline of one step on the service.")
+    service_stall_s: float = Field(
+        120.0, gt=0, description="The Flask side gives up on a step whose work shows no progress for this long."
+    )
+    service_request_timeout_s: float = Field(
+        5.0, gt=0, description="Timeout of each call from the Flask side to the service (a long-poll adds its wait)."
+    )
+    breaker_failures: int = Field(
+        3, gt=0, description="Consecutive failed calls to the service (per phase) that open the Flask side's breaker."
+    )
+    breaker_cooldown_s: float = Field(
+        30.0, gt=0, description="Seconds an open breaker sends a phase straight to the legacy code before a trial call."
+    )
+    events_buffer: int = Field(
+        10_000, gt=0, description="Events the Flask side keeps while the service is unreachable (oldest dropped first)."
+    )
     flags_cache_s: float = Field(5.0, ge=0, description="Seconds the Flask side caches the service's flags.")
     shadow_timeout_s: float = Field(120.0, gt=0, description="Deadline of the background shadow call.")
     flags: dict[Phase, PhaseFlag] = Field(

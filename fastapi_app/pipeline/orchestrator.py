@@ -17,10 +17,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from fastapi_app import enqueueing
+from fastapi_app import cancelling, enqueueing
 from fastapi_app.artifact_links import link
-from fastapi_app.batch_ops import update_batch
-from fastapi_app.batches import Batch, GroupStatus, cancel_batch
+from fastapi_app.batches import Batch, GroupStatus
 from fastapi_app.docstore import Effects
 from fastapi_app.images import service as image_service
 from fastapi_app.pipeline.records import JobRecord, StepRecord, fail_step, finish_step, job_due, start_step
@@ -32,7 +31,7 @@ from strangler_bridge.contracts.images import MAX_PROMPT_CHARS, ImageBatchCreate
 from strangler_bridge.contracts.jobs import JobCreate, StepName, VideoOptions
 from strangler_bridge.contracts.tts import TtsBatchCreate, TtsChunkIn
 from strangler_bridge.contracts.video import RenderSegmentIn, VideoRenderCreate
-from strangler_bridge.errors import BridgeError, ProviderError
+from strangler_bridge.errors import BridgeError
 from strangler_bridge.segments import SegmentInput, Segments, load_builder
 
 log = logging.getLogger(__name__)
@@ -234,18 +233,10 @@ def cancel_provider_work(rt: Runtime, job_id: str) -> None:
         if batch_id is None:
             continue
         try:
-            _, running = update_batch(rt, batch_id, cancel_batch)
+            batch, running = cancelling.stop_batch(rt, batch_id)
         except KeyError:
             continue
-        # Runware has no cancel: an image in flight finishes and is kept by its taskUUID for a retry.
-        cancel = {StepName.TTS: rt.runpod.cancel, StepName.VIDEO: rt.video.cancel}.get(name)
-        if cancel is None:
-            continue
-        for provider_id in running:
-            try:
-                cancel(provider_id)
-            except ProviderError as exc:
-                log.info("%s cancel of %s failed: %s", name.value, provider_id, exc)
+        cancelling.cancel_at_provider(rt, batch.kind, running)
 
 
 STEPS = {StepName.TTS: _tts, StepName.SEGMENTS: _segments, StepName.IMAGEGEN: _images, StepName.VIDEO: _video}

@@ -14,5 +14,6 @@ INTERRUPTED = 130
 
 HELP = (
     "Exit codes: 0 success; 2 usage or configuration error; 3 service or dependency (Redis) unreachable or "
-    "answering with an error; 4 the job failed or was cancelled; 130 interrupted."
+    "answering with an error; 4 the job failed or was cancelled; 130 interrupted; `doctor` exits 1 when it finds "
+    "a problem."
 )

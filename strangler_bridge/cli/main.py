@@ -19,6 +19,7 @@ COMMANDS = {
     "dev": "strangler_bridge.cli.dev:dev",
     "flags": "strangler_bridge.cli.flags:flags",
     "jobs": "strangler_bridge.cli.jobs:jobs",
+    "doctor": "strangler_bridge.cli.doctor:doctor",
 }
 
 
