@@ -3,12 +3,20 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo dev bench clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+
+# Tests and linters: the whole toolchain (browser tests, schema fuzzing, the RunPod SDK, ruff, mypy).
+$(BIN)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+# The demo and the dev stack: the service, the Flask half, the simulators and the embedded Redis only.
+$(BIN)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[all]'
 	touch $@
 
 setup: $(BIN)/.installed
@@ -22,8 +30,11 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest -n 3
 
-demo: setup
+demo: $(BIN)/.installed-run
 	$(BIN)/strangler-bridge demo
+
+dev: $(BIN)/.installed-run
+	$(BIN)/strangler-bridge dev
 
 bench: setup
 	$(BIN)/python scripts/bench/run_all.py

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from fastapi_app import artifact_links, events, flags, health, listing
 from fastapi_app.changes import ChangeHub
+from fastapi_app.client_deadline import ClientDeadlineMiddleware
 from fastapi_app.errors import install_error_handlers
 from fastapi_app.images import routes as image_routes
 from fastapi_app.limits import BodyLimitMiddleware
@@ -28,7 +29,7 @@ WEBHOOK_PATHS = ("/tts/callback", "/video/render/callback")
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the FastAPI app. Nothing connects until the lifespan starts."""
     settings = settings or Settings.load()
-    settings.require("redis_url", "api_tokens", "webhook_secret")
+    settings.require_for("api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhook=settings.max_webhook_bytes,
         webhook_paths=WEBHOOK_PATHS,
     )
+    app.add_middleware(ClientDeadlineMiddleware)
     app.include_router(health.router)
     app.include_router(tts_routes.router)
     app.include_router(image_routes.router)

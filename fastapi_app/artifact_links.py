@@ -37,9 +37,14 @@ def link(rt: Runtime, key: str, *, now: float | None = None) -> str:
 
     The same ``now`` gives the same URL, so a request built from links can be rebuilt identically.
     """
+    return rt.settings.public_link(signed_path(rt, key, now=now))
+
+
+def signed_path(rt: Runtime, key: str, *, now: float | None = None) -> str:
+    """The path of :func:`link` (``/artifacts/<token>``), for clients of the API itself (the operator page)."""
     encoded = base64.urlsafe_b64encode(check_key(key).encode()).decode().rstrip("=")
     token = sign(rt.settings.secret("webhook_secret"), PURPOSE, [encoded], rt.settings.webhook_token_ttl_s, now=now)
-    return rt.settings.public_link(f"/artifacts/{token}")
+    return f"/artifacts/{token}"
 
 
 @router.get(

@@ -29,6 +29,11 @@ CREATE_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "Body too large"},
 }
 
+CANCEL_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    409: {"model": ErrorResponse, "description": "The batch belongs to a pipeline job: cancel the job"},
+}
+
 
 def accepted(status: BaseModel, created: bool) -> JSONResponse:
     """202 with the status of a new record; 200 for a replay under the same ``Idempotency-Key``."""

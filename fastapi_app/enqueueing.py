@@ -67,3 +67,10 @@ def cancel_provider_work(rt: Runtime, job_id: str) -> None:
 def submit_render(rt: Runtime, batch_id: str) -> None:
     """Send a render to the video service."""
     enqueue(rt.redis, f"{_TASKS}.submit_render", batch_id, prefix=rt.settings.redis_prefix, job_id=f"submit-{batch_id}")
+
+
+def cancel_at_provider(rt: Runtime, batch_id: str) -> None:
+    """Ask the provider to stop what a cancelled batch still had running."""
+    enqueue(
+        rt.redis, f"{_TASKS}.cancel_at_provider", batch_id, prefix=rt.settings.redis_prefix, job_id=f"cancel-{batch_id}"
+    )

@@ -37,6 +37,8 @@ MASK = "***"
 MIN_SECRET_LEN = 6
 _MAX_ID_LEN = 200
 _BATCH_PREFIXES = ("tts", "img", "vid")
+#: Terminal escape sequences, raw or as JSON escapes: colours have no place in a log collector.
+_ANSI = re.compile(r"(?:\x1b|\\u001b)\[[0-9;?]*[A-Za-z]")
 _VARS: dict[str, ContextVar[str | None]] = {name: ContextVar(f"strangler_{name}", default=None) for name in FIELDS}
 _PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"),
@@ -116,8 +118,10 @@ class MaskingJsonFormatter(JsonFormatter):
         self._secrets = re.compile("|".join(map(re.escape, values))) if values else None
 
     def format(self, record: logging.LogRecord) -> str:
-        """The record as JSON, masked."""
-        return self.mask(super().format(record))
+        """The record as JSON, masked, without terminal colour codes."""
+        # uvicorn adds a coloured copy of its message; the plain one is already there.
+        record.__dict__.pop("color_message", None)
+        return _ANSI.sub("", self.mask(super().format(record)))
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         """ISO-8601 in UTC with milliseconds, like every other time the service shows."""

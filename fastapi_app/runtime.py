@@ -42,7 +42,7 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         """Create the clients (no connection is made until first use)."""
-        settings.require("redis_url", "api_tokens", "webhook_secret")
+        settings.require("redis_url", "webhook_secret")
         url = settings.redis_url or ""
         # Short timeouts so an outage answers 503 quickly instead of hanging requests.
         client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=15)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from fastapi_app import cancelling
 from fastapi_app.images import runware_work
 from fastapi_app.pipeline import orchestrator
 from fastapi_app.renders import video_work
@@ -51,6 +52,11 @@ def advance_job(job_id: str) -> None:
 def cancel_provider_work(job_id: str) -> None:
     """Cancel a cancelled job's provider work."""
     orchestrator.cancel_provider_work(worker_runtime(), job_id)
+
+
+def cancel_at_provider(batch_id: str) -> None:
+    """Cancel a cancelled batch's submissions at its provider."""
+    cancelling.cancel_batch_at_provider(worker_runtime(), batch_id)
 
 
 def submit_render(batch_id: str) -> None:

@@ -30,6 +30,7 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     it, so no second tool (cron, rq-scheduler) is needed, and so does the thread applying RunPod's queued
     webhooks. A ``burst`` worker runs neither.
     """
+    settings.require_for("worker")
     rt = Runtime.build(settings)
     install_runtime(rt)
     rt.warn_if_evicting()

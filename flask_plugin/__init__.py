@@ -36,6 +36,7 @@ from flask_plugin.imagegen import ImageAdapter
 from flask_plugin.jobs import JobAdapter
 from flask_plugin.state import EXTENSION_KEY, BridgeState
 from flask_plugin.video import VideoAdapter
+from strangler_bridge.contracts.jobs import ImageOptions, VideoOptions
 
 __all__ = [
     "EXTENSION_KEY",
@@ -54,6 +55,7 @@ __all__ = [
     "FlagCache",
     "FlagSnapshot",
     "ImageAdapter",
+    "ImageOptions",
     "JobAdapter",
     "ParameterAdapter",
     "StepAdapter",
@@ -61,6 +63,7 @@ __all__ = [
     "StranglerBridge",
     "TtsAdapter",
     "VideoAdapter",
+    "VideoOptions",
     "idempotency_key",
     "load_settings",
 ]

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Generic, Protocol, TypeVar
+from typing import IO, Any, Generic, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -25,11 +25,13 @@ from pydantic import BaseModel
 from tenacity import Retrying
 
 from strangler_bridge.contracts.common import BatchStatus
-from strangler_bridge.errors import DeadlineExceeded, ServiceError
+from strangler_bridge.errors import DeadlineExceeded, ServiceError, StepStalled
 from strangler_bridge.fetch import Meter
 from strangler_bridge.http import NO_RETRY, Operation, RetryableStatus
 from strangler_bridge.service_client import ServiceClient, parsed, read_model, service_error
 
+#: When the sender of a create stops waiting for it (Unix time); see ``fastapi_app.client_deadline``.
+GIVE_UP_HEADER = "X-Strangler-Give-Up-At"
 #: The service caps ``?wait=`` at this many seconds (30 for every kind is safe).
 MAX_WAIT_S = 30
 _BLOCK = 64 * 1024
@@ -64,21 +66,73 @@ class BatchRoute(Generic[S]):
 
 
 class Deadline:
-    """An overall time budget, shared by every call of one step."""
+    """An overall time budget, shared by every call of one step.
 
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    With ``stall_s``, waiting also gives up early (:class:`StepStalled`) once the work has shown no progress
+    (:func:`progress_mark`) for that long. ``started`` lists the batches and jobs created under this budget, so
+    whoever gives up on the step can cancel them; :meth:`abandon` ends the wait at the next check.
+    """
+
+    def __init__(
+        self, seconds: float, clock: Callable[[], float] = time.monotonic, *, stall_s: float | None = None
+    ) -> None:
         self.seconds = seconds
+        self.stall_s = stall_s
+        self.started: list[tuple[BatchRoute[Any], str]] = []
         self._clock = clock
         self._end = clock() + seconds
+        self._mark: object = None
+        self._moved_at = clock()
+        self._abandoned: str | None = None
 
     def remaining(self) -> float:
         """Seconds left (never negative)."""
         return max(0.0, self._end - self._clock())
 
     def check(self, what: str) -> None:
-        """Raise :class:`DeadlineExceeded` if the budget is spent."""
+        """Raise :class:`DeadlineExceeded` if the budget is spent (or the step was abandoned)."""
+        if self._abandoned is not None:
+            raise DeadlineExceeded(f"{what} was abandoned: {self._abandoned}")
         if self.remaining() <= 0:
             raise DeadlineExceeded(f"{what} did not finish within {self.seconds:g} s")
+
+    def track(self, route: BatchRoute[Any], work_id: str) -> None:
+        """Note a batch or job created for this step."""
+        self.started.append((route, work_id))
+
+    def abandon(self, reason: str) -> None:
+        """Make the next :meth:`check` fail with ``reason`` (another thread gave up on this step)."""
+        self._abandoned = reason
+
+    def progressed(self, mark: object) -> None:
+        """Note the work's progress as last seen; a change restarts the stall clock."""
+        if self._mark is not None and mark != self._mark:
+            self._moved_at = self._clock()
+        self._mark = mark
+
+    def check_stall(self, what: str) -> None:
+        """Raise :class:`StepStalled` if the work showed no progress for ``stall_s``."""
+        if self.stall_s is not None and self._clock() - self._moved_at >= self.stall_s:
+            raise StepStalled(f"{what} made no progress for {self.stall_s:g} s")
+
+    def poll_s(self) -> float:
+        """How long the next long-poll may wait: until the deadline or, with ``stall_s``, until a stall."""
+        left = self.remaining()
+        if self.stall_s is not None:
+            left = min(left, self.stall_s - (self._clock() - self._moved_at))
+        return max(0.0, left)
+
+
+def progress_mark(status: BatchLike) -> tuple[Any, ...]:
+    """What counts as progress: the status, the items done and failed, and for a job each step's as well."""
+    parts: list[Any] = [status.status, _counts(getattr(status, "progress", None))]
+    for step in getattr(status, "steps", None) or ():
+        parts.append((step.status, _counts(step.progress)))
+    return tuple(parts)
+
+
+def _counts(progress: Any) -> tuple[int, int] | None:
+    return None if progress is None else (progress.done, progress.failed)
 
 
 class BatchFailed(ServiceError):
@@ -95,6 +149,11 @@ def idempotency_key(step: str, video_id: str | None, body: bytes) -> str:
     """A key that names one piece of work: the step, the video and a hash of the exact request body."""
     video = re.sub(r"[^A-Za-z0-9._-]", "_", video_id or "-")[:64]
     return f"{step}:{video}:{hashlib.sha256(body).hexdigest()[:32]}"
+
+
+def give_up_at(timeout_s: float) -> str:
+    """The ``X-Strangler-Give-Up-At`` value of a try sent now that waits at most ``timeout_s`` for its answer."""
+    return f"{time.time() + timeout_s:.3f}"
 
 
 def as_deadline(deadline: Deadline | float) -> Deadline:
@@ -117,6 +176,9 @@ class BatchClient(ServiceClient):
         headers = {"Idempotency-Key": key or idempotency_key(route.step, video_id, content)}
         if video_id:
             headers["X-Video-Id"] = video_id  # the service's log lines (API and workers) carry it
+        # When this client stops waiting: a paused or swamped API that reads the request later refuses it instead
+        # of creating work nobody waits for (``fastapi_app.client_deadline``; restamped on each try).
+        headers[GIVE_UP_HEADER] = give_up_at(self.timeout_s)
         return self.call("POST", route.path, route.parse, content=content, headers=headers)
 
     def get(self, route: BatchRoute[S], batch_id: str, *, wait_s: int = 0, since: int | None = None) -> S:
@@ -134,12 +196,15 @@ class BatchClient(ServiceClient):
         return self.run(self._wait(route, batch_id, as_deadline(deadline), since))
 
     def _wait(self, route: BatchRoute[S], batch_id: str, deadline: Deadline, since: int | None) -> Operation[S]:
+        what = f"{route.label} {batch_id}"
         while True:
-            deadline.check(f"{route.label} {batch_id}")
-            wait_s = max(1, math.ceil(deadline.remaining()))
+            deadline.check(what)
+            deadline.check_stall(what)
+            wait_s = max(1, math.ceil(deadline.poll_s()))
             status = read_model((yield self._status_request(route, batch_id, wait_s, since)), route.parse)
             if status.status.terminal:
                 return status
+            deadline.progressed(progress_mark(status))
             since = status.version
 
     def run_batch(
@@ -154,12 +219,15 @@ class BatchClient(ServiceClient):
         """Create, then wait until terminal; the completed status, or :class:`BatchFailed`."""
         budget = as_deadline(deadline)
         status = self.create(route, body, video_id, idempotency_key)
+        budget.track(route, status.id)
         return self.finish(route, status, budget)
 
     def finish(self, route: BatchRoute[S], status: S, deadline: Deadline | float) -> S:
         """Wait for ``status`` to be terminal (unless it is); the completed status, or :class:`BatchFailed`."""
         if not status.status.terminal:
-            status = self.wait(route, status.id, deadline, since=status.version)
+            budget = as_deadline(deadline)
+            budget.progressed(progress_mark(status))
+            status = self.wait(route, status.id, budget, since=status.version)
         if status.status is not BatchStatus.COMPLETED:
             detail = getattr(status, "error", None) or "no reason given"
             raise BatchFailed(status, f"{route.label} {status.id} ended {status.status.value}: {detail}")

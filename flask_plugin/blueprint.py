@@ -30,7 +30,8 @@ def create_blueprint() -> Blueprint:
 
 
 def _health() -> dict[str, Any]:
-    """``GET /strangler/health[?video_id=...]``: can the service be reached, and which flags are in force.
+    """``GET /strangler/health[?video_id=...]``: can the service be reached, which flags are in force, and the
+    state of each phase's circuit breaker.
 
     Always 200: the legacy app works whatever the service's state. With ``video_id``, each phase also
     shows the mode that video gets.
@@ -57,7 +58,9 @@ def _health() -> dict[str, Any]:
     flags = {"source": snapshot.source, "version": snapshot.version, "error": snapshot.error, "phases": phases}
     if video_id is not None:
         flags["video_id"] = video_id
-    return {"status": "ok" if service.get("ready") else "degraded", "service": service, "flags": flags}
+    breakers = {phase.value: state.breaker(phase).snapshot().to_dict() for phase in snapshot.flags}
+    healthy = service.get("ready") and all(b["state"] == "closed" for b in breakers.values())
+    return {"status": "ok" if healthy else "degraded", "service": service, "flags": flags, "breakers": breakers}
 
 
 def _events() -> dict[str, Any]:

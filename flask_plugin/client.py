@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import httpx
 
 from flask_plugin.batches import (
     MAX_WAIT_S,
@@ -22,9 +24,10 @@ from flask_plugin.batches import (
     idempotency_key,
     require_url,
 )
+from flask_plugin.breaker import GuardedTransport
 from strangler_bridge.contracts.common import BatchStatus
 from strangler_bridge.contracts.images import ImageBatchCreate, ImageBatchStatus, ImageFormat
-from strangler_bridge.contracts.jobs import JobCreate, JobStatus
+from strangler_bridge.contracts.jobs import JobCreate, JobStatus, StepName
 from strangler_bridge.contracts.tts import TtsBatchCreate, TtsBatchStatus, TtsChunkResult
 from strangler_bridge.contracts.video import VideoRenderCreate, VideoRenderStatus
 from strangler_bridge.errors import ServiceError
@@ -58,7 +61,15 @@ class BridgeClient(BatchClient):
     Errors: :class:`ServiceError` for 4xx (with the service's ``service_code``, message and field),
     :class:`ServiceUnavailable` for transport errors and 5xx after retries, :class:`DeadlineExceeded` when
     waiting outlives the deadline, :class:`BatchFailed` when the work ends failed or cancelled.
+
+    Every request goes through a :class:`~flask_plugin.breaker.GuardedTransport`: inside a routed step, the
+    phase's circuit breaker sees it (and may refuse it with :class:`BreakerOpen`); elsewhere it is inert.
     """
+
+    def __init__(
+        self, base_url: str, token: str | None = None, *, transport: httpx.BaseTransport | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(base_url, token, transport=GuardedTransport(transport or httpx.HTTPTransport()), **kwargs)
 
     # --- TTS (phase 1) --------------------------------------------------------------------------------
 
@@ -100,6 +111,10 @@ class BridgeClient(BatchClient):
             files, directory, lambda i: filename.format(index=i, ext=ext), what="chunk", deadline=deadline
         )
 
+    def cancel_tts_batch(self, batch_id: str) -> TtsBatchStatus:
+        """``POST /tts/batch/{id}/cancel``: stop submitting its chunks and cancel RunPod jobs (idempotent)."""
+        return self.action(TTS, batch_id, "cancel")
+
     # --- ImageGen (phase 2) ---------------------------------------------------------------------------
 
     def create_image_batch(self, batch: ImageBatchCreate, *, idempotency_key: str | None = None) -> ImageBatchStatus:
@@ -140,6 +155,10 @@ class BridgeClient(BatchClient):
             files, directory, lambda i: filename.format(index=i, ext=extension[i]), what="image", deadline=deadline
         )
 
+    def cancel_image_batch(self, batch_id: str) -> ImageBatchStatus:
+        """``POST /imagegen/batch/{id}/cancel``: stop submitting its images (idempotent)."""
+        return self.action(IMAGES, batch_id, "cancel")
+
     # --- the video step on its own --------------------------------------------------------------------
 
     def create_video_render(
@@ -169,6 +188,10 @@ class BridgeClient(BatchClient):
     ) -> int:
         """Stream a completed render's video to a path or a binary file object; returns the byte count."""
         return self.download(require_url(status.video_url, f"video render {status.id}"), dest, deadline=deadline)
+
+    def cancel_video_render(self, render_id: str) -> VideoRenderStatus:
+        """``POST /video/render/{id}/cancel``: stop the render, at the video service too (idempotent)."""
+        return self.action(VIDEO, render_id, "cancel")
 
     # --- pipeline jobs (phase 3) ----------------------------------------------------------------------
 
@@ -200,6 +223,7 @@ class BridgeClient(BatchClient):
         """
         budget = as_deadline(deadline)
         status = self.create_job(job, idempotency_key=idempotency_key)
+        budget.track(JOBS, status.id)
         if resume and status.status in (BatchStatus.FAILED, BatchStatus.CANCELLED):
             status = self._resume(status)
         return self.finish(JOBS, status, budget)
@@ -245,3 +269,20 @@ class BridgeClient(BatchClient):
         self.download_job_video(status, paths["video"], deadline=deadline)
         self.download_segments(status, paths["segments"], deadline=deadline)
         return paths
+
+    def download_job_media(
+        self, status: JobStatus, directory: Path | str, *, deadline: Deadline | None = None
+    ) -> dict[str, dict[int, Path]]:
+        """Download a job's narration and pictures into ``directory/audio`` and ``directory/images``.
+
+        Each step's files exist once that step completed (a :class:`ServiceError` names the step otherwise).
+        Returns ``{"audio": {index: path}, "images": {index: path}}``, in chunk order.
+        """
+        steps = {step.name: step for step in status.steps}
+        folder = Path(directory)
+        tts_id = require_url(steps[StepName.TTS].batch_id, f"the tts step of job {status.id}")
+        images_id = require_url(steps[StepName.IMAGEGEN].batch_id, f"the imagegen step of job {status.id}")
+        return {
+            "audio": self.download_tts_audio(self.get_tts_batch(tts_id), folder / "audio", deadline=deadline),
+            "images": self.download_images(self.get_image_batch(images_id), folder / "images", deadline=deadline),
+        }

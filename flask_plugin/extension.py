@@ -8,18 +8,21 @@ time. So ``@bridge.step("tts")`` can decorate legacy functions at import time, b
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast
 
 from flask import Flask
 
+from flask_plugin.abandoned import AbandonedWork
 from flask_plugin.adapters import StepAdapter, TtsAdapter
 from flask_plugin.blueprint import create_blueprint
+from flask_plugin.breaker import BreakerSnapshot, BreakerState, CircuitBreaker
 from flask_plugin.client import BridgeClient
 from flask_plugin.flag_cache import FlagCache
 from flask_plugin.imagegen import ImageAdapter
 from flask_plugin.jobs import JobAdapter
-from flask_plugin.reporting import EventReporter, ReportingEventLog
+from flask_plugin.reporting import EventReporter, ReportingEventLog, breaker_event
 from flask_plugin.shadow import ShadowRunner
 from flask_plugin.state import EXTENSION_KEY, BridgeState, current_state, get_state
 from flask_plugin.step import StepRouter
@@ -29,6 +32,8 @@ from strangler_bridge.errors import ConfigError
 from strangler_bridge.flags import effective_mode
 from strangler_bridge.http import NO_RETRY
 from strangler_bridge.settings import Settings, env_name
+
+log = logging.getLogger(__name__)
 
 #: A flag fetch may hold up one request at most this long (then the last known flags are used).
 FLAG_FETCH_TIMEOUT_S = 1.0
@@ -50,8 +55,7 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
 
     Raises :class:`ConfigError` saying what to set when the service URL or token is missing.
     """
-    # env="dev": the production check in Settings.load() demands the service's own settings (Redis, ...).
-    settings = Settings.from_mapping(config, env="dev")
+    settings = Settings.from_mapping(config)
     missing = [env_name(name) for name in ("service_url", "service_token") if not getattr(settings, name)]
     if missing:
         raise ConfigError(
@@ -59,8 +63,6 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
             f"strangler-bridge service (e.g. http://127.0.0.1:8000) and {env_name('service_token')} to one of the "
             f"service's {env_name('api_tokens')}, in app.config or in the environment"
         )
-    if not str(settings.service_url).startswith(("http://", "https://")):
-        raise ConfigError(f"{env_name('service_url')} must be an http:// or https:// URL, got {settings.service_url!r}")
     return settings
 
 
@@ -84,16 +86,45 @@ class StranglerBridge:
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("StranglerBridge.init_app() was already called for this app")
         settings = load_settings(app.config)
-        client = client or BridgeClient.from_settings(settings)
+        client = client or BridgeClient.from_settings(settings, timeout_s=settings.service_request_timeout_s)
         flags = FlagCache(
             lambda: client.get_flags(timeout_s=FLAG_FETCH_TIMEOUT_S, policy=NO_RETRY),
             ttl_s=settings.flags_cache_s,
             static=settings.flags,
+            wait_s=FLAG_FETCH_TIMEOUT_S,
         )
-        # Fallbacks and shadow results are kept here and also reported to the service (fire and forget), so its
-        # /metrics and operator page show them; reporting never blocks or fails a legacy request.
-        events = ReportingEventLog(EventReporter(client))
-        app.extensions[EXTENSION_KEY] = BridgeState(settings, client, flags, events, ShadowRunner())
+        # Fallbacks, shadow results and breaker changes are kept here and also reported to the service (buffered
+        # while it is unreachable), so its /metrics and operator page show them; this never blocks a legacy request.
+        reporter = EventReporter(client, capacity=settings.events_buffer)
+        events = ReportingEventLog(reporter)
+
+        def report(snapshot: BreakerSnapshot) -> None:
+            log.log(
+                logging.INFO if snapshot.state is BreakerState.CLOSED else logging.WARNING,
+                "strangler-bridge: %s breaker %s (%d consecutive failures%s)",
+                snapshot.phase.value,
+                snapshot.state.value,
+                snapshot.failures,
+                f"; last: {snapshot.reason}" if snapshot.reason else "",
+            )
+            reporter.enqueue(breaker_event(snapshot.phase, snapshot.to_dict()))
+
+        def service_ready() -> bool:
+            return client.readiness(timeout_s=FLAG_FETCH_TIMEOUT_S) == 200
+
+        breakers = {
+            phase: CircuitBreaker(
+                phase,
+                failures=settings.breaker_failures,
+                cooldown_s=settings.breaker_cooldown_s,
+                on_change=report,
+                probe=service_ready,
+            )
+            for phase in Phase
+        }
+        app.extensions[EXTENSION_KEY] = BridgeState(
+            settings, client, flags, events, ShadowRunner(), breakers, AbandonedWork(client)
+        )
         if url_prefix is not None:
             app.register_blueprint(create_blueprint(), url_prefix=url_prefix)
 

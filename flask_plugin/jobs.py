@@ -62,6 +62,8 @@ class JobAdapter(ParameterAdapter[JobCreate, dict[str, Any]]):
         video_filename: str = "video.mp4",
         segments_filename: str = "segments.json",
         resume: bool = True,
+        render: bool = True,
+        download_media: bool = False,
         duration_tolerance: float = 0.15,
         duration_slack_s: float = 0.25,
     ) -> None:
@@ -75,6 +77,8 @@ class JobAdapter(ParameterAdapter[JobCreate, dict[str, Any]]):
         self.video_filename = video_filename
         self.segments_filename = segments_filename
         self.resume = resume
+        self.render = render
+        self.download_media = download_media
         self.duration_tolerance = duration_tolerance
         self.duration_slack_s = duration_slack_s
 
@@ -89,7 +93,7 @@ class JobAdapter(ParameterAdapter[JobCreate, dict[str, Any]]):
         body: dict[str, Any] = {
             "chunks": chunks,
             "images": self.images,
-            "video": self.video,
+            "video": self.video if self.render else None,
             "video_id": self.video_id(call),
             "image_style": None if self.image_prompt else style,
         }
@@ -109,18 +113,33 @@ class JobAdapter(ParameterAdapter[JobCreate, dict[str, Any]]):
         return JobChunk(text=item["text"], index=item.get("index"), voice=item.get("voice"), image_prompt=prompt)
 
     def run(self, client: BridgeClient, request: JobCreate, output_dir: Path, deadline: Deadline) -> dict[str, Any]:
-        """Run the job to the end, download its video and ``segments.json`` into ``output_dir``, shape the result."""
-        status = client.run_job(request, deadline, resume=self.resume)
-        paths = client.download_job_files(
-            status, output_dir, video=self.video_filename, segments=self.segments_filename, deadline=deadline
-        )
-        segments = Segments.model_validate(json.loads(paths["segments"].read_text()))
-        return self.to_legacy(status, segments, paths["video"])
+        """Run the job to the end, download its files into ``output_dir`` and shape the result (:meth:`to_legacy`).
 
-    def to_legacy(self, status: JobStatus, segments: Segments, video: Path) -> dict[str, Any]:
-        """``{"video", "segments", "duration_s"}``, the segments as the legacy pipeline describes them."""
+        ``segments.json`` always; the video unless ``render=False``; with ``download_media``, the narration and
+        pictures too, as ``output_dir/audio/chunk_0000.wav``, ... and ``output_dir/images/image_0000.png``, ...
+        """
+        status = client.run_job(request, deadline, resume=self.resume)
+        segments_path = output_dir / self.segments_filename
+        client.download_segments(status, segments_path, deadline=deadline)
+        video: Path | None = None
+        if self.render:
+            video = output_dir / self.video_filename
+            client.download_job_video(status, video, deadline=deadline)
+        if self.download_media:
+            client.download_job_media(status, output_dir, deadline=deadline)
+        segments = Segments.model_validate(json.loads(segments_path.read_text()))
+        return self.to_legacy(status, segments, video)
+
+    def to_legacy(self, status: JobStatus, segments: Segments, video: Path | None) -> dict[str, Any]:
+        """``{"video", "segments", "duration_s"}``, the segments as the legacy pipeline describes them.
+
+        Override it for another return shape. ``status`` is the completed job (its ``id``, each step's
+        ``batch_id``, ``cost_total``, ...); ``segments`` is its ``segments.json``; ``video`` is the downloaded
+        MP4 (``None`` with ``render=False``). The audio and images are in ``video``'s directory (``out_dir``)
+        under ``audio/`` and ``images/`` when the adapter has ``download_media=True``.
+        """
         return {
-            "video": str(video),
+            "video": str(video) if video is not None else None,
             "segments": [
                 {"index": s.index, "start_s": s.start_s, "end_s": s.end_s, "text": s.text, "prompt": s.image_prompt}
                 for s in segments.segments

@@ -1,10 +1,15 @@
-"""Reporting routed-call outcomes (fallbacks, shadow results) to the service, off the request path.
+"""Reporting routed-call outcomes (fallbacks, shadow results, breaker changes) to the service, off the request path.
 
-The service's ``/metrics`` and operator page show what the Flask side saw. :class:`ReportingEventLog` is an
-:class:`~flask_plugin.events.EventLog` that also hands every event to an :class:`EventReporter`, whose
-background thread sends them in batches to ``POST /events`` with the bridge's token. Reporting never blocks
-or fails a legacy request: events are queued without waiting (dropped, and counted, when the queue is full)
-and a failed send is logged and dropped, since these are statistics, not work.
+The service's ``/metrics`` and operator page show what the Flask side saw, and the counters operators alert on
+are the service's (kept in Redis), so a restart of the Flask app loses nothing already sent.
+:class:`ReportingEventLog` is an :class:`~flask_plugin.events.EventLog` that also hands every event to an
+:class:`EventReporter`, whose background thread sends them in batches to ``POST /events`` with the bridge's
+token. Reporting never blocks or fails a legacy request: events are queued without waiting.
+
+While the service cannot be reached (exactly when fallbacks happen) events wait in a bounded buffer
+(``STRANGLER_EVENTS_BUFFER``) and are sent when it is back, retried with a growing pause. When the buffer is
+full the oldest event is dropped; drops are counted and the count goes with the next report, so the service's
+``strangler_bridge_events_dropped_total`` shows them.
 
 ::
 
@@ -21,16 +26,21 @@ import os
 import socket
 import threading
 from collections import deque
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, Literal
 
+from flask_plugin.background import BackgroundThread
 from flask_plugin.events import BridgeEvent, EventKind, EventLog
 from strangler_bridge.contracts.flags import Phase
+from strangler_bridge.errors import ServiceUnavailable
 from strangler_bridge.http import NO_RETRY
 from strangler_bridge.service_client import ServiceClient
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/events"
+#: The longest pause between two tries while the service is unreachable.
+MAX_RETRY_INTERVAL_S = 15.0
 
 
 def _ignore(_: bytes) -> None:
@@ -41,7 +51,7 @@ class EventReporter:
     """Sends events to the service from one background thread, in batches of up to ``batch_size``.
 
     The thread starts with the first event (and again in a forked child, e.g. under gunicorn with preload),
-    so building a reporter starts nothing.
+    so building a reporter starts nothing. ``sent`` and ``dropped`` count events; ``pending`` is the buffer.
     """
 
     def __init__(
@@ -61,60 +71,68 @@ class EventReporter:
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.sent = 0
-        self.dropped = 0  # queue full, or the send failed
+        self.dropped = 0  # the buffer was full: the oldest event made room
+        self._unreported_drops = 0
         self._queue: deque[dict[str, Any]] = deque()
         self._submitted = 0
         self._settled = 0
         self._cond = threading.Condition()
         self._wake = threading.Event()
         self._closing = False
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        self._failing = False
+        self._thread = BackgroundThread(self._run, "strangler-event-reporter")
+        self._failures = 0
+
+    @property
+    def pending(self) -> int:
+        """Events waiting to be sent."""
+        with self._cond:
+            return len(self._queue)
 
     def submit(self, event: BridgeEvent) -> None:
         """Queue one event; returns at once, whatever happens."""
         try:
-            item = event.to_dict()
-            with self._cond:
-                if self._closing:
-                    return
-                self._submitted += 1
-                if len(self._queue) >= self.capacity:
-                    self.dropped += 1
-                    self._settled += 1
-                    return
-                self._queue.append(item)
-                self._ensure_thread()
+            self.enqueue(event.to_dict())
         except Exception:  # reporting must never break the legacy request
             log.exception("strangler-bridge: could not queue an event report")
 
+    def enqueue(self, item: dict[str, Any]) -> None:
+        """Queue one JSON-ready event (``kind``, ``phase``, ...); the oldest is dropped when the buffer is full."""
+        with self._cond:
+            if self._closing:
+                return
+            self._submitted += 1
+            self._queue.append(item)
+            self._trim()
+            self._thread.ensure()
+
     def flush(self, timeout_s: float = 5.0) -> bool:
-        """Send what was queued so far now; whether it was all sent or dropped within ``timeout_s``."""
+        """Send what was queued so far now; whether it was all sent (or dropped) within ``timeout_s``."""
         with self._cond:
             target = self._submitted
             self._wake.set()
             return self._cond.wait_for(lambda: self._settled >= target, timeout=timeout_s)
 
     def close(self, timeout_s: float = 2.0) -> None:
-        """Send what is left (within ``timeout_s``) and stop the thread."""
+        """Try once more to send what is left (within ``timeout_s``) and stop the thread."""
         with self._cond:
             self._closing = True
-            thread = self._thread if self._pid == os.getpid() else None
         self._wake.set()
-        if thread is not None:
-            thread.join(timeout_s)
+        self._thread.join(timeout_s)
 
-    def _ensure_thread(self) -> None:
-        # Called with the lock held. A forked child inherits the queue but not the thread: start its own.
-        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-            self._pid = os.getpid()
-            self._thread = threading.Thread(target=self._run, name="strangler-event-reporter", daemon=True)
-            self._thread.start()
+    def _trim(self) -> None:
+        # Called with the lock held.
+        while len(self._queue) > self.capacity:
+            self._queue.popleft()
+            self.dropped += 1
+            self._unreported_drops += 1
+            self._settled += 1
+        self._cond.notify_all()
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self.interval_s)
+            # After failures, wait longer before the next try (a flush or close still wakes the thread at once).
+            pause = min(self.interval_s * 2 ** min(self._failures, 10), MAX_RETRY_INTERVAL_S)
+            self._wake.wait(max(pause, self.interval_s))
             self._wake.clear()
             with self._cond:
                 closing = self._closing
@@ -126,29 +144,61 @@ class EventReporter:
         while True:
             with self._cond:
                 batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
-            if not batch:
+                drops = self._unreported_drops
+            if not batch and not drops:
                 return
-            ok = self._send(batch)
+            outcome = self._send(batch, drops)
             with self._cond:
-                if ok:
+                if outcome == "sent":
                     self.sent += len(batch)
-                else:
+                elif outcome == "refused":  # the service will never take this report: sending again cannot help
                     self.dropped += len(batch)
-                self._settled += len(batch)
+                if outcome == "unreachable":
+                    self._queue.extendleft(reversed(batch))  # back at the front, in order, for the next try
+                    self._trim()
+                else:
+                    self._settled += len(batch)
+                    self._unreported_drops -= drops
                 self._cond.notify_all()
+            if outcome == "unreachable":
+                return
 
-    def _send(self, batch: list[dict[str, Any]]) -> bool:
+    def _send(self, batch: list[dict[str, Any]], drops: int) -> Literal["sent", "refused", "unreachable"]:
         source = self.source or f"{socket.gethostname()}:{os.getpid()}"
-        body = json.dumps({"events": batch, "source": source}, default=str).encode()
+        report: dict[str, Any] = {"events": batch, "source": source}
+        if drops:
+            report["dropped"] = drops
+        body = json.dumps(report, default=str).encode()
         try:
             self.client.call("POST", EVENTS_PATH, _ignore, policy=NO_RETRY, content=body, timeout=self.timeout_s)
+        except ServiceUnavailable as exc:
+            if not self._failures:  # once per failure streak, not once per batch
+                log.warning(
+                    "strangler-bridge: could not report %d event(s) to the service (kept, sent when it is back): %s",
+                    len(batch),
+                    exc,
+                )
+            self._failures += 1
+            return "unreachable"
         except Exception as exc:
-            if not self._failing:  # once per failure streak, not once per batch
-                log.warning("strangler-bridge: could not report %d event(s) to the service: %s", len(batch), exc)
-            self._failing = True
-            return False
-        self._failing = False
-        return True
+            log.warning("strangler-bridge: the service refused %d event report(s); dropped: %s", len(batch), exc)
+            return "refused"
+        if self._failures:
+            log.info("strangler-bridge: event reports reach the service again")
+        self._failures = 0
+        return "sent"
+
+
+def breaker_event(phase: Phase, data: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-ready ``breaker`` event of one breaker state change (``data``: the breaker's snapshot)."""
+    return {
+        "kind": "breaker",
+        "phase": phase.value,
+        "video_id": None,
+        "detail": data.get("reason") or "",
+        "data": data,
+        "at": datetime.now(timezone.utc).isoformat(),
+    }
 
 
 class ReportingEventLog(EventLog):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from flask import Flask, current_app, has_app_context
 
+from flask_plugin.abandoned import AbandonedWork
+from flask_plugin.breaker import CircuitBreaker
 from flask_plugin.client import BridgeClient
 from flask_plugin.events import EventLog
 from flask_plugin.flag_cache import FlagCache
 from flask_plugin.shadow import ShadowRunner
+from strangler_bridge.contracts.flags import Phase
 from strangler_bridge.settings import Settings
 
 EXTENSION_KEY = "strangler_bridge"
@@ -25,11 +28,21 @@ class BridgeState:
     flags: FlagCache
     events: EventLog
     shadow: ShadowRunner
+    breakers: dict[Phase, CircuitBreaker] = field(default_factory=dict)
+    abandoned: AbandonedWork | None = None
+
+    def breaker(self, phase: Phase) -> CircuitBreaker:
+        """The phase's circuit breaker (made on first use when the state was built without one)."""
+        return self.breakers.setdefault(phase, CircuitBreaker(phase))
 
     def close(self) -> None:
-        """Stop the shadow threads and the event reporter, and close the HTTP client (tests, or a clean shutdown)."""
+        """Stop the shadow threads, cancel the service work of steps still waiting, stop the event reporter, and
+        close the HTTP client (tests, or a clean shutdown)."""
         self.shadow.close()
+        if self.abandoned is not None:
+            self.abandoned.close()
         self.events.close()
+        self.flags.close()
         self.client.close()
 
 

@@ -3,8 +3,11 @@
 For each call the phase's flag and the call's video id give the mode (:func:`effective_mode`):
 
 - ``legacy``: the legacy function runs, nothing else happens.
-- ``fastapi``: the service does the work under ``STRANGLER_SERVICE_TIMEOUT_S``; if it fails and the flag's
-  ``fallback`` is on, the failure is logged and counted and the legacy function answers instead.
+- ``fastapi``: the service does the work under ``STRANGLER_SERVICE_TIMEOUT_S`` (given up earlier when the work
+  shows no progress for ``STRANGLER_SERVICE_STALL_S``); if it fails and the flag's ``fallback`` is on, the
+  failure is logged and counted and the legacy function answers instead. Every request goes through the
+  phase's circuit breaker (:mod:`flask_plugin.breaker`), so once the service is known to fail a fallback costs
+  nothing. Whatever the step created on the service and gave up on is cancelled there in the background.
 - ``shadow``: the legacy function answers, untouched; the service does the same work in the background
   (into a temporary directory, under ``STRANGLER_SHADOW_TIMEOUT_S``) and the two results are compared.
 
@@ -13,15 +16,18 @@ Nothing in this module may make the legacy app worse: routing problems end in th
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flask_plugin.adapters import StepAdapter, StepCall
+from flask_plugin.breaker import guarding
 from flask_plugin.client import Deadline
 from flask_plugin.events import EventKind
 from strangler_bridge.contracts.flags import FlagMode, Phase, PhaseFlag
@@ -84,25 +90,47 @@ class StepRouter:
         return Route(effective_mode(flag, video_id), flag, video_id)
 
     def _on_service(self, state: BridgeState, call: StepCall, route: Route) -> Any:
+        deadline = Deadline(state.settings.service_timeout_s, stall_s=state.settings.service_stall_s)
+        started = time.monotonic()
         try:
             request = self.adapter.build_request(call)
-            deadline = Deadline(state.settings.service_timeout_s)
-            result = self.adapter.run(state.client, request, self.adapter.output_dir(call), deadline)
+            result = self._run(state, request, self.adapter.output_dir(call), deadline)
         except Exception as exc:
             if not route.flag.fallback:
                 raise
-            self._fell_back(state, route, exc)
+            self._fell_back(state, route, exc, deadline, time.monotonic() - started)
             return call.legacy()
         state.events.record(EventKind.SERVICE, self.phase, route.video_id)
         return result
 
-    def _fell_back(self, state: BridgeState, route: Route, exc: Exception) -> None:
+    def _run(self, state: BridgeState, request: Any, output_dir: Path, deadline: Deadline) -> Any:
+        """The adapter's service path behind the phase's breaker; on any failure, the work started is cancelled."""
+        breaker = state.breaker(self.phase)
+        abandoned = state.abandoned
+        try:
+            with guarding(breaker), abandoned.running(deadline) if abandoned else contextlib.nullcontext():
+                return self.adapter.run(state.client, request, output_dir, deadline)
+        except Exception as exc:
+            if isinstance(exc, DeadlineExceeded):  # the wait already cost the stall or the deadline: no more
+                breaker.trip(str(exc))
+            if abandoned is not None:
+                abandoned.abandon(deadline)
+            raise
+
+    def _fell_back(self, state: BridgeState, route: Route, exc: Exception, deadline: Deadline, waited_s: float) -> None:
         where = f"{self.phase.value} for video {route.video_id}"
         if isinstance(exc, (ServiceError, DeadlineExceeded)):
             log.warning("strangler-bridge: service failed (%s) for %s; running the legacy code", exc, where)
         else:
             log.exception("strangler-bridge: service path broke for %s; running the legacy code", where)
-        state.events.record(EventKind.FALLBACK, self.phase, route.video_id, str(exc), {"code": _code(exc)})
+        # The work the step started and gave up on (being cancelled on the service), so operators can find it.
+        # waited_s: what the fallback cost this call before the legacy code started.
+        data = {
+            "code": _code(exc),
+            "abandoned": [work_id for _, work_id in deadline.started],
+            "waited_s": round(waited_s, 4),
+        }
+        state.events.record(EventKind.FALLBACK, self.phase, route.video_id, str(exc), data)
 
     def _with_shadow(self, state: BridgeState, call: StepCall, route: Route) -> Any:
         try:
@@ -123,10 +151,10 @@ class StepRouter:
 
     def _shadow(self, state: BridgeState, request: Any, legacy: Any, video_id: str | None) -> None:
         """Runs on a shadow thread: the service path into a temporary directory, then the comparison."""
-        deadline = Deadline(state.settings.shadow_timeout_s)
+        deadline = Deadline(state.settings.shadow_timeout_s, stall_s=state.settings.service_stall_s)
         try:
             with tempfile.TemporaryDirectory(prefix="strangler-shadow-") as tmp:
-                service = self.adapter.run(state.client, request, Path(tmp), deadline)
+                service = self._run(state, request, Path(tmp), deadline)
                 problems = self.adapter.compare(legacy, service)
         except Exception as exc:
             state.events.record(EventKind.SHADOW_ERROR, self.phase, video_id, str(exc), {"code": _code(exc)})

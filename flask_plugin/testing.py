@@ -191,8 +191,8 @@ class FakeService:
             content, content_type = self._files[path]
             return httpx.Response(200, content=content, headers={"content-type": content_type})
         match = _ITEM.match(path)
-        if match and match["action"] and method == "POST" and match["path"] == "/jobs":
-            return self._action(match["id"], match["action"])
+        if match and match["action"] and method == "POST" and (match["path"] == "/jobs" or match["action"] == "cancel"):
+            return self._action(match["id"], match["action"], idempotent=match["path"] != "/jobs")
         if match and not match["action"] and method == "GET":
             return self._status(match["id"])
         return _error(404, "not_found", f"no route or file {method} {path}")
@@ -229,7 +229,8 @@ class FakeService:
                 self._finish(batch)
             return httpx.Response(200, content=batch.status.model_dump_json())
 
-    def _action(self, job_id: str, action: str) -> httpx.Response:
+    def _action(self, job_id: str, action: str, *, idempotent: bool = False) -> httpx.Response:
+        """``retry`` or ``cancel`` a job; ``cancel`` a batch or render (idempotent: a finished one is answered)."""
         with self._lock:
             batch = self._batches.get(job_id)
             if batch is None:
@@ -238,6 +239,8 @@ class FakeService:
             if action == "retry" and status.status not in (BatchStatus.FAILED, BatchStatus.CANCELLED):
                 return _error(409, "conflict", f"job {job_id} is {status.status.value}; it cannot be retried")
             if action == "cancel" and status.status.terminal:
+                if idempotent:
+                    return httpx.Response(200, content=status.model_dump_json())
                 return _error(409, "conflict", f"job {job_id} is already {status.status.value}")
             status.status = BatchStatus.RUNNING if action == "retry" else BatchStatus.CANCELLED
             status.error = None
@@ -299,7 +302,8 @@ class FakeService:
         status.segments_url = self._file(
             f"/jobs/{status.id}/segments.json", json.dumps(document).encode(), "application/json"
         )
-        status.video_url = self._file(f"/jobs/{status.id}/video", mp4(self.video_seconds_for(start)), "video/mp4")
+        if body.video is not None:
+            status.video_url = self._file(f"/jobs/{status.id}/video", mp4(self.video_seconds_for(start)), "video/mp4")
         for step in status.steps:
             step.status = ItemStatus.COMPLETED
         status.current_step = None

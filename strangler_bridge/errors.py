@@ -159,6 +159,8 @@ class ServiceError(BridgeError):
         self.service_code = service_code
 
     def __str__(self) -> str:
+        if not self.status_code:  # never answered: there is no HTTP status to show
+            return self.message
         return f"service HTTP {self.status_code} {self.service_code}: {self.message}"
 
 
@@ -174,3 +176,15 @@ class DeadlineExceeded(BridgeError):
 
     code = "deadline_exceeded"
     http_status = 504
+
+
+class StepStalled(DeadlineExceeded):
+    """The service's work showed no progress for ``STRANGLER_SERVICE_STALL_S``; the caller gave up early."""
+
+    code = "step_stalled"
+
+
+class BreakerOpen(ServiceUnavailable):
+    """The Flask side's circuit breaker for a phase is open: the service was not called at all."""
+
+    code = "breaker_open"

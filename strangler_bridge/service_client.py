@@ -146,8 +146,10 @@ class ServiceClient:
     def unreachable(self, exc: httpx.TransportError) -> ServiceUnavailable:
         """The error for a transport failure (connection refused, timeout, ...)."""
         code = "timeout" if isinstance(exc, httpx.TimeoutException) else "unreachable"
+        reason = f"{type(exc).__name__} {exc}".rstrip()
         return ServiceUnavailable(
-            f"cannot reach the service at {self.base_url}: {type(exc).__name__} {exc}".rstrip(),
+            f"cannot reach the service at {self.base_url} ({reason}): is it running? "
+            f"Check {env_name('service_url')} or --url",
             status_code=0,
             service_code=code,
         )

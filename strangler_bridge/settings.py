@@ -12,16 +12,20 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AnyHttpUrl, AnyUrl, Field, SecretStr, TypeAdapter, UrlConstraints, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from strangler_bridge.contracts.flags import Phase, PhaseFlag
 from strangler_bridge.errors import ConfigError
 
 ENV_PREFIX = "STRANGLER_"
+#: What the service calls; production refuses to start the API or a worker without them.
+PROVIDER_SETTINGS = ("runpod_endpoint_url", "runpod_api_key", "runware_api_key", "video_url")
 
 CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
+#: What redis-py's ``from_url`` accepts (the embedded Redis is a ``unix://`` socket).
+RedisUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["redis", "rediss", "unix"])]
 
 
 def _split_commas(value: Any) -> Any:
@@ -30,13 +34,28 @@ def _split_commas(value: Any) -> Any:
     return value
 
 
+def _url_check(kind: Any, example: str) -> Any:
+    """A validator that parses a URL setting (keeping it a plain string) and names an example when it fails."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        try:
+            TypeAdapter(kind).validate_python(value)
+        except ValidationError as exc:
+            raise ValueError(f"{value!r} is not a valid URL ({exc.errors()[0]['msg']}), e.g. {example}") from None
+        return value
+
+    return check
+
+
 class Settings(BaseSettings):
     """Settings shared by the service, its workers, the CLI and the Flask extension."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     env: Literal["dev", "production"] = Field(
-        "dev", description="`production` makes every required setting mandatory; `dev` allows defaults."
+        "dev", description="`production`: the API and workers also refuse to start without the provider settings."
     )
     # --- state and queues -------------------------------------------------------------------------
     redis_url: str | None = Field(None, description="Redis for state, queues and flags, e.g. redis://127.0.0.1:6379/0.")
@@ -104,6 +123,21 @@ class Settings(BaseSettings):
     service_url: str | None = Field(None, description="Base URL of the strangler-bridge service (Flask side).")
     service_token: SecretStr | None = Field(None, description="Bearer token the Flask side sends.")
     service_timeout_s: float = Field(600.0, gt=0, description="Overall deadline of one step on the service.")
+    service_stall_s: float = Field(
+        120.0, gt=0, description="The Flask side gives up on a step whose work shows no progress for this long."
+    )
+    service_request_timeout_s: float = Field(
+        5.0, gt=0, description="Timeout of each call from the Flask side to the service (a long-poll adds its wait)."
+    )
+    breaker_failures: int = Field(
+        3, gt=0, description="Consecutive failed calls to the service (per phase) that open the Flask side's breaker."
+    )
+    breaker_cooldown_s: float = Field(
+        30.0, gt=0, description="Seconds an open breaker sends a phase straight to the legacy code before a trial call."
+    )
+    events_buffer: int = Field(
+        10_000, gt=0, description="Events the Flask side keeps while the service is unreachable (oldest dropped first)."
+    )
     flags_cache_s: float = Field(5.0, ge=0, description="Seconds the Flask side caches the service's flags.")
     shadow_timeout_s: float = Field(120.0, gt=0, description="Deadline of the background shadow call.")
     flags: dict[Phase, PhaseFlag] = Field(
@@ -112,6 +146,10 @@ class Settings(BaseSettings):
     )
 
     _split_lists = field_validator("api_tokens", "fetch_allow_hosts", mode="before")(_split_commas)
+    _redis_url = field_validator("redis_url")(_url_check(RedisUrl, "redis://127.0.0.1:6379/0"))
+    _http_urls = field_validator("public_url", "runpod_endpoint_url", "runware_url", "video_url", "service_url")(
+        _url_check(AnyHttpUrl, "http://127.0.0.1:8000")
+    )
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
@@ -120,8 +158,6 @@ class Settings(BaseSettings):
             settings = cls(**overrides)
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from None
-        if settings.env == "production":
-            settings.require("redis_url", "api_tokens", "webhook_secret")
         return settings
 
     @classmethod
@@ -141,6 +177,18 @@ class Settings(BaseSettings):
         if missing:
             lines = [f"{env_name(name)}: {Settings.model_fields[name].description}" for name in missing]
             raise ConfigError("missing required setting(s):\n  " + "\n  ".join(lines))
+
+    def require_for(self, process: Literal["api", "worker"]) -> None:
+        """Raise :class:`ConfigError` naming every setting ``process`` needs and lacks, all at once.
+
+        Both need Redis and the webhook secret (workers sign webhook and asset URLs); only the API checks
+        bearer tokens. In production both also need every provider setting, so a deployment missing one stops
+        at start-up instead of failing its first job; in dev those fail at first use, naming the variable.
+        """
+        needed = ["redis_url", "webhook_secret", *(["api_tokens"] if process == "api" else [])]
+        if self.env == "production":
+            needed.extend(PROVIDER_SETTINGS)
+        self.require(*needed)
 
     def secret(self, name: str) -> str:
         """The plain value of a secret setting, or a :class:`ConfigError` if it is unset."""
@@ -197,5 +245,7 @@ def _describe(exc: ValidationError) -> str:
     for error in exc.errors():
         loc = error["loc"][0] if error["loc"] else ""
         name = env_name(str(loc)) if loc else "settings"
-        lines.append(f"{name}: {error['msg']}")
-    return "invalid setting(s):\n  " + "\n  ".join(lines)
+        lines.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
+    if len(lines) == 1:
+        return f"invalid setting {lines[0]}"
+    return "invalid settings:\n  " + "\n  ".join(lines)

@@ -18,8 +18,7 @@ import requests
 from flask import Blueprint, current_app, jsonify, request, send_from_directory
 from flask.typing import ResponseReturnValue
 
-from flask_plugin import JobAdapter
-from strangler_bridge.contracts.jobs import ImageOptions, VideoOptions
+from flask_plugin import ImageOptions, JobAdapter, VideoOptions
 from strangler_bridge.errors import BridgeError
 
 from . import images, tts, video

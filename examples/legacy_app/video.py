@@ -14,8 +14,7 @@ from typing import Any
 import requests
 from flask import current_app
 
-from flask_plugin import VideoAdapter
-from strangler_bridge.contracts.jobs import VideoOptions
+from flask_plugin import VideoAdapter, VideoOptions
 
 from .errors import StepFailed
 from .extensions import bridge

@@ -7,9 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from fastapi_app import enqueueing
+from fastapi_app import cancelling, enqueueing
 from fastapi_app.auth import require_token
-from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, accepted, artifact_response, read_batch, runtime
+from fastapi_app.batch_views import (
+    CANCEL_ERRORS,
+    CREATE_ERRORS,
+    ERRORS,
+    accepted,
+    artifact_response,
+    read_batch,
+    runtime,
+)
 from fastapi_app.images import service
 from strangler_bridge.contracts.images import ImageBatchCreate, ImageBatchStatus
 
@@ -27,7 +35,9 @@ def create_batch(body: ImageBatchCreate, request: Request, idempotency_key: Idem
     """
     rt = runtime(request)
     batch, created = service.create_batch(rt, body, idempotency_key=idempotency_key)
-    if created:
+    # The same create again for a batch its client cancelled on giving up: the work is wanted after all.
+    batch, resumed = (batch, False) if created else cancelling.resume_if_cancelled_by_client(rt, batch)
+    if created or resumed:
         enqueueing.submit_images(rt, batch.id)
     return accepted(service.to_status(batch), created)
 
@@ -57,3 +67,17 @@ async def get_batch(
 def get_image(batch_id: str, index: int, request: Request) -> Response:
     """Stream the image with its content type (404 until it is completed)."""
     return artifact_response(request, "img", batch_id, index)
+
+
+@router.post(
+    "/batch/{batch_id}/cancel",
+    response_model=ImageBatchStatus,
+    summary="Cancel an image batch",
+    responses=CANCEL_ERRORS,
+)
+def cancel(batch_id: str, request: Request) -> ImageBatchStatus:
+    """Stop submitting its images; idempotent (a finished batch is answered as is).
+
+    Runware cannot cancel a request in flight: such an image finishes and is kept by its taskUUID for reuse.
+    """
+    return service.to_status(cancelling.cancel_requested(runtime(request), "img", batch_id))

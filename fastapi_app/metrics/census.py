@@ -22,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from rq import Worker
 
+from fastapi_app.breakers import BREAKER_STATES, Breaker, breakers_key
 from fastapi_app.docstore import INDEX_SIZE
 from fastapi_app.metrics.families import STEP_DURATION
 from fastapi_app.metrics.store import histograms_key
@@ -29,6 +30,7 @@ from fastapi_app.queues import QUEUES, queue
 from fastapi_app.runtime import Runtime
 from fastapi_app.tts.webhook_inbox import stream_key
 from strangler_bridge.contracts.common import BatchStatus
+from strangler_bridge.contracts.flags import Phase
 
 _HARVEST = """
 local n = 0
@@ -131,7 +133,24 @@ def gauges(rt: Runtime, census: JobCensus) -> list[Metric]:
     counts = census.count(rt)
     for state in BatchStatus:
         jobs.add_metric([state.value], counts.get(state.value, 0))
-    return [jobs, *queue_gauges(rt), *due_gauges(rt), *inbox_gauges(rt), *limiter_gauges(rt)]
+    return [jobs, *queue_gauges(rt), *due_gauges(rt), *inbox_gauges(rt), *limiter_gauges(rt), *breaker_gauges(rt)]
+
+
+def breaker_gauges(rt: Runtime) -> list[Metric]:
+    """Legacy processes whose circuit breaker for a phase is in each state (as they last reported it)."""
+    gauge = GaugeMetricFamily(
+        "strangler_bridge_breakers",
+        "Flask-side circuit breakers by phase and state (closed, open, half_open), as last reported by each process.",
+        labels=["phase", "state"],
+    )
+    counts: Counter[tuple[str, str]] = Counter()
+    for raw in rt.redis.hvals(breakers_key(rt)):
+        breaker = Breaker.model_validate_json(raw)
+        counts[(breaker.phase, breaker.state)] += 1
+    for phase in Phase:
+        for state in BREAKER_STATES:
+            gauge.add_metric([phase.value, state], counts[(phase.value, state)])
+    return [gauge]
 
 
 def queue_gauges(rt: Runtime) -> list[Metric]:

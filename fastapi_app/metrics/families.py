@@ -139,6 +139,13 @@ BRIDGE_EVENTS = Family(
     ("phase", "kind"),
     always=tuple((phase.value, kind) for phase in Phase for kind in BRIDGE_EVENT_KINDS),
 )
+BRIDGE_EVENTS_DROPPED = Family(
+    "strangler_bridge_events_dropped",
+    "counter",
+    "Events the Flask side dropped (oldest first) because its buffer filled while the service was unreachable.",
+    (),
+    always=((),),
+)
 
 FAMILIES: dict[str, Family] = {
     f.name: f
@@ -153,6 +160,7 @@ FAMILIES: dict[str, Family] = {
         LIMITER_WAIT,
         TERMINAL_FAILURES,
         BRIDGE_EVENTS,
+        BRIDGE_EVENTS_DROPPED,
     )
 }
 

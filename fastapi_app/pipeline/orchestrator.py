@@ -17,10 +17,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from fastapi_app import enqueueing
+from fastapi_app import cancelling, enqueueing
 from fastapi_app.artifact_links import link
-from fastapi_app.batch_ops import count_failure, update_batch
-from fastapi_app.batches import Batch, GroupStatus, cancel_batch
+from fastapi_app.batch_ops import count_failure
+from fastapi_app.batches import Batch, GroupStatus
 from fastapi_app.docstore import Effects
 from fastapi_app.images import service as image_service
 from fastapi_app.pipeline.records import JobRecord, StepRecord, fail_step, finish_step, job_due, start_step
@@ -29,10 +29,10 @@ from fastapi_app.runtime import Runtime
 from fastapi_app.tts import service as tts_service
 from strangler_bridge.contracts.common import BatchStatus, ItemStatus
 from strangler_bridge.contracts.images import MAX_PROMPT_CHARS, ImageBatchCreate, ImageIn
-from strangler_bridge.contracts.jobs import JobCreate, StepName
+from strangler_bridge.contracts.jobs import JobCreate, StepName, VideoOptions
 from strangler_bridge.contracts.tts import TtsBatchCreate, TtsChunkIn
 from strangler_bridge.contracts.video import RenderSegmentIn, VideoRenderCreate
-from strangler_bridge.errors import BridgeError, ProviderError
+from strangler_bridge.errors import BridgeError
 from strangler_bridge.segments import SegmentInput, Segments, load_builder
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ def _create_render(rt: Runtime, job: JobRecord) -> str:
             )
             for s in segments.segments
         ],
-        options=request.video,
+        options=request.video or VideoOptions(),
         video_id=request.video_id,
         metadata={"job_id": job.id},
     )
@@ -214,6 +214,10 @@ def _create_render(rt: Runtime, job: JobRecord) -> str:
 
 
 def _video(rt: Runtime, job: JobRecord, step: StepRecord) -> bool:
+    if JobCreate.model_validate(job.request).video is None:
+        # No render asked for (an app without a render step): the job ends with its images; no video_url.
+        rt.jobs.update(job.id, lambda j: finish_step(j, StepName.VIDEO, now=time.time()))
+        return True
     return _batch_step(rt, job, step, _create_render)
 
 
@@ -231,18 +235,10 @@ def cancel_provider_work(rt: Runtime, job_id: str) -> None:
         if batch_id is None:
             continue
         try:
-            _, running = update_batch(rt, batch_id, cancel_batch)
+            batch, running = cancelling.stop_batch(rt, batch_id)
         except KeyError:
             continue
-        # Runware has no cancel: an image in flight finishes and is kept by its taskUUID for a retry.
-        cancel = {StepName.TTS: rt.runpod.cancel, StepName.VIDEO: rt.video.cancel}.get(name)
-        if cancel is None:
-            continue
-        for provider_id in running:
-            try:
-                cancel(provider_id)
-            except ProviderError as exc:
-                log.info("%s cancel of %s failed: %s", name.value, provider_id, exc)
+        cancelling.cancel_at_provider(rt, batch.kind, running)
 
 
 STEPS = {StepName.TTS: _tts, StepName.SEGMENTS: _segments, StepName.IMAGEGEN: _images, StepName.VIDEO: _video}

@@ -17,7 +17,7 @@ from fastapi_app.pipeline import service
 from fastapi_app.pipeline.records import JobRecord
 from fastapi_app.runtime import Runtime
 from strangler_bridge.contracts.common import BatchStatus, ErrorResponse
-from strangler_bridge.contracts.jobs import JobCreate, JobStatus, StepName
+from strangler_bridge.contracts.jobs import JobCreate, JobFiles, JobStatus, StepName
 from strangler_bridge.errors import NotFound
 from strangler_bridge.ids import is_valid_id
 
@@ -119,6 +119,13 @@ def _artifact(rt: Runtime, key: str | None, what: str, media_type: str) -> Respo
     if key is None or path is None or not path.is_file():
         raise NotFound(f"{what} is not ready")
     return FileResponse(path, media_type=media_type, filename=path.name)
+
+
+@router.get("/{job_id}/files", response_model=JobFiles, summary="Links to the job's files", responses=ERRORS)
+def get_files(job_id: str, request: Request) -> JobFiles:
+    """Signed, expiring links (no token needed) to the audio, images, segments.json and video made so far."""
+    rt = runtime(request)
+    return service.files(rt, _load(rt, job_id))
 
 
 @router.get(

@@ -6,6 +6,7 @@ import contextlib
 import time
 
 from fastapi_app import enqueueing
+from fastapi_app.artifact_links import signed_path
 from fastapi_app.batch_ops import update_batch
 from fastapi_app.batch_views import as_time
 from fastapi_app.batches import Batch, cancel_batch, request_hash, retry_failed
@@ -13,7 +14,7 @@ from fastapi_app.docstore import Effects
 from fastapi_app.pipeline.records import JobRecord, cancel_job, job_due, retry_job
 from fastapi_app.runtime import Runtime
 from strangler_bridge.contracts.common import BatchStatus, ItemStatus, Progress
-from strangler_bridge.contracts.jobs import JobCreate, JobStatus, StepName, StepStatus
+from strangler_bridge.contracts.jobs import JobCreate, JobFile, JobFiles, JobStatus, StepName, StepStatus
 from strangler_bridge.errors import Conflict, InvalidInput, NotFound
 from strangler_bridge.ids import new_id
 
@@ -32,6 +33,35 @@ def create_job(rt: Runtime, body: JobCreate, *, idempotency_key: str | None) -> 
     effects = Effects(due={job_due(job.id): time.time() + settings.reconcile_after_s})
     idem = (idempotency_key, request_hash(body)) if idempotency_key else None
     return rt.jobs.create(job, effects, idem=idem, index="job")
+
+
+def files(rt: Runtime, job: JobRecord) -> JobFiles:
+    """Signed links to the job's files that exist so far, with each chunk's and image's state and attempts."""
+
+    def listed(batch_id: str | None) -> list[JobFile]:
+        batch = rt.batches.load(batch_id or "")
+        if batch is None:
+            return []
+        return [
+            JobFile(
+                index=item.index,
+                status=item.status,
+                url=signed_path(rt, item.artifact) if item.artifact and item.status is ItemStatus.COMPLETED else None,
+                attempts=batch.group(item.group).attempt,
+                error=item.error,
+            )
+            for item in sorted(batch.items, key=lambda i: i.index)
+        ]
+
+    render = rt.batches.load(job.step(StepName.VIDEO).batch_id or "")
+    video = render.items[0].artifact if render is not None and render.status is BatchStatus.COMPLETED else None
+    return JobFiles(
+        id=job.id,
+        segments=signed_path(rt, job.segments_key) if job.segments_key else None,
+        video=signed_path(rt, video) if video else None,
+        audio=listed(job.step(StepName.TTS).batch_id),
+        images=listed(job.step(StepName.IMAGEGEN).batch_id),
+    )
 
 
 def to_status(job: JobRecord, batches: dict[str, Batch]) -> JobStatus:
@@ -59,6 +89,7 @@ def to_status(job: JobRecord, batches: dict[str, Batch]) -> JobStatus:
         )
     costs = [step.cost for step in steps if step.cost is not None]
     current = job.current()
+    rendered = job.step(StepName.VIDEO).batch_id is not None  # a job created with "video": null has no video
     return JobStatus(
         id=job.id,
         status=job.status,
@@ -73,7 +104,7 @@ def to_status(job: JobRecord, batches: dict[str, Batch]) -> JobStatus:
             total=len(steps),
         ),
         segments_url=f"/jobs/{job.id}/segments.json" if job.segments_key else None,
-        video_url=f"/jobs/{job.id}/video" if job.status is BatchStatus.COMPLETED else None,
+        video_url=f"/jobs/{job.id}/video" if job.status is BatchStatus.COMPLETED and rendered else None,
         cost_total=round(sum(costs), 6) if costs else None,
         version=job.version,
         error=job.error,

@@ -8,9 +8,17 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from fastapi_app import enqueueing
+from fastapi_app import cancelling, enqueueing
 from fastapi_app.auth import require_token
-from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, accepted, artifact_response, read_batch, runtime
+from fastapi_app.batch_views import (
+    CANCEL_ERRORS,
+    CREATE_ERRORS,
+    ERRORS,
+    accepted,
+    artifact_response,
+    read_batch,
+    runtime,
+)
 from fastapi_app.batches import due_member
 from fastapi_app.renders import service
 from fastapi_app.renders.video_work import PURPOSE
@@ -28,7 +36,9 @@ def create_render(body: VideoRenderCreate, request: Request, idempotency_key: Id
     """Store the render and hand it to the video service; answers at once with its status."""
     rt = runtime(request)
     batch, created = service.create_render(rt, body, idempotency_key=idempotency_key)
-    if created:
+    # The same create again for a batch its client cancelled on giving up: the work is wanted after all.
+    batch, resumed = (batch, False) if created else cancelling.resume_if_cancelled_by_client(rt, batch)
+    if created or resumed:
         enqueueing.submit_render(rt, batch.id)
     return accepted(service.to_status(batch), created)
 
@@ -42,6 +52,14 @@ async def get_render(
 ) -> VideoRenderStatus:
     """The render's status; with ``wait`` the answer comes as soon as it changes (or is finished)."""
     return service.to_status(await read_batch(request, "vid", render_id, wait=wait, since=since))
+
+
+@router.post(
+    "/{render_id}/cancel", response_model=VideoRenderStatus, summary="Cancel a render", responses=CANCEL_ERRORS
+)
+def cancel(render_id: str, request: Request) -> VideoRenderStatus:
+    """Stop the render, at the video service too; idempotent (a finished render is answered as is)."""
+    return service.to_status(cancelling.cancel_requested(runtime(request), "vid", render_id))
 
 
 @router.get(

@@ -8,9 +8,17 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from fastapi_app import enqueueing
+from fastapi_app import cancelling, enqueueing
 from fastapi_app.auth import require_token
-from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, accepted, artifact_response, read_batch, runtime
+from fastapi_app.batch_views import (
+    CANCEL_ERRORS,
+    CREATE_ERRORS,
+    ERRORS,
+    accepted,
+    artifact_response,
+    read_batch,
+    runtime,
+)
 from fastapi_app.batches import due_member
 from fastapi_app.signing import verify
 from fastapi_app.tts import runpod_work, service, webhook_inbox
@@ -38,7 +46,9 @@ def create_batch(body: TtsBatchCreate, request: Request, idempotency_key: Idempo
     """
     rt = runtime(request)
     batch, created = service.create_batch(rt, body, idempotency_key=idempotency_key)
-    if created:
+    # The same create again for a batch its client cancelled on giving up: the work is wanted after all.
+    batch, resumed = (batch, False) if created else cancelling.resume_if_cancelled_by_client(rt, batch)
+    if created or resumed:
         enqueueing.submit_tts(rt, batch.id)
     return accepted(service.to_status(batch), created)
 
@@ -70,6 +80,21 @@ async def get_batch(
 def get_audio(batch_id: str, index: int, request: Request) -> Response:
     """Stream the chunk's audio with its content type (404 until the chunk is completed)."""
     return artifact_response(request, "tts", batch_id, index)
+
+
+@router.post(
+    "/batch/{batch_id}/cancel",
+    response_model=TtsBatchStatus,
+    dependencies=[Depends(require_token)],
+    summary="Cancel a TTS batch",
+    responses=CANCEL_ERRORS,
+)
+def cancel(batch_id: str, request: Request) -> TtsBatchStatus:
+    """Stop submitting its chunks and cancel its RunPod jobs; idempotent (a finished batch is answered as is).
+
+    Chunks already made stay available; a result that arrives after the cancel is kept.
+    """
+    return service.to_status(cancelling.cancel_requested(runtime(request), "tts", batch_id))
 
 
 @router.post(

@@ -53,7 +53,14 @@ from strangler_bridge.errors import (
 )
 from strangler_bridge.fetch import fetch_stream
 from strangler_bridge.http import UNSENT_ERRORS
-from strangler_bridge.providers.runpod import RunPodJob, RunPodStatus, parse_tts_output, tts_input
+from strangler_bridge.providers.runpod import (
+    LOCAL_STATUS_TIMEOUT_S,
+    RunPodJob,
+    RunPodStatus,
+    is_local_test_job,
+    parse_tts_output,
+    tts_input,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +130,9 @@ def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
         reason = str(exc)
         update_batch(rt, batch_id, lambda b: release_claim(b, claim, reason, now=time.time()))
         return
+    poll_after = _poll_after_s(rt, job.id)
     after, _ = update_batch(
-        rt,
-        batch_id,
-        lambda b: record_submission(b, claim, job.id, now=time.time(), reconcile_after_s=rt.settings.reconcile_after_s),
+        rt, batch_id, lambda b: record_submission(b, claim, job.id, now=time.time(), reconcile_after_s=poll_after)
     )
     if after.group(no).status is GroupStatus.CANCELLED:
         _cancel_at_runpod(rt, job.id)  # cancelled while the call was in flight: nobody wants this work
@@ -168,6 +174,12 @@ def _recovered(rt: Runtime, batch_id: str, claim: Claim) -> bool:
         )
         return True
     return False
+
+
+def _poll_after_s(rt: Runtime, job_id: str) -> float:
+    """When to ask RunPod about a job: after the webhook lease, or at once for the SDK's local test API,
+    which sends no webhook and runs a job only when asked for its status."""
+    return rt.settings.reconcile_interval_s if is_local_test_job(job_id) else rt.settings.reconcile_after_s
 
 
 @contextlib.contextmanager
@@ -393,6 +405,9 @@ def reconcile_group(rt: Runtime, batch_id: str, no: int) -> None:
     if group.status is GroupStatus.SUBMITTING or group.provider_id is None:
         rt.redis.zadd(rt.batches.due_key, {member: group.claim_until or now + rt.settings.reconcile_after_s})
         return
+    if is_local_test_job(group.provider_id):
+        # That status call runs the job: no other reconcile may ask (and find it gone) while it does.
+        rt.redis.zadd(rt.batches.due_key, {member: now + LOCAL_STATUS_TIMEOUT_S})
     try:
         with provider_call(rt, "runpod", "status"):
             job = rt.runpod.status(group.provider_id)
@@ -406,4 +421,4 @@ def reconcile_group(rt: Runtime, batch_id: str, no: int) -> None:
     if job.status.terminal:
         apply_job(rt, batch_id, no, group.attempt, job)
     else:
-        rt.redis.zadd(rt.batches.due_key, {member: now + rt.settings.reconcile_after_s})
+        rt.redis.zadd(rt.batches.due_key, {member: time.time() + _poll_after_s(rt, job.id)})

@@ -18,13 +18,18 @@ def with_connection(command: Any) -> Any:
     return click.option("--url", help=f"Service base URL (default: ${env_name('service_url')}).")(command)
 
 
-@contextmanager
-def service_client(url: str | None, token: str | None) -> Iterator[ServiceClient]:
-    """A client of the service from the options, else the environment."""
+def connection_settings(url: str | None, token: str | None) -> Settings:
+    """Settings with the service URL and token from the options, else the environment."""
     overrides: dict[str, Any] = {}
     if url:
         overrides["service_url"] = url
     if token:
         overrides["service_token"] = token
-    with ServiceClient.from_settings(Settings.load(**overrides)) as client:
+    return Settings.load(**overrides)
+
+
+@contextmanager
+def service_client(url: str | None, token: str | None) -> Iterator[ServiceClient]:
+    """A client of the service from the options, else the environment."""
+    with ServiceClient.from_settings(connection_settings(url, token)) as client:
         yield client

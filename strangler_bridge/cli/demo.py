@@ -17,9 +17,9 @@ from typing import Any
 
 import click
 import httpx
-from rich.console import Console
 
 from strangler_bridge.cli.devstack import DevStack
+from strangler_bridge.cli.own_keys import own_prefix
 from strangler_bridge.cli.progress import watch_job
 from strangler_bridge.contracts.flags import FlagMode, Phase, PhaseFlag
 from strangler_bridge.contracts.jobs import JobStatus, StepName
@@ -32,7 +32,7 @@ SAMPLE_SCRIPT = (
     "One evening a storm rolled in from the sea. The light held steady until dawn."
 )
 # Quick but not instant providers, so the progress is visible.
-SIM_KNOBS: dict[str, dict[str, Any]] = {
+DEMO_KNOBS: dict[str, Any] = {
     "runpod": {"execution_time_s": [0.4, 0.8], "webhook_retry_delay_s": 1.0},
     "runware": {"latency_s": [0.5, 1.0], "image_max_side": 320},
     "video": {},
@@ -84,26 +84,29 @@ class _FlaskServer:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 8))
 def demo(out_dir: Path, script_text: str, workers: int) -> None:
     """Run the whole pipeline locally: Redis, simulators, API, workers and the example Flask app."""
-    console = Console()
     out_dir = out_dir.resolve()
     create_flask_app = _example_app_factory()
     base = Settings.load(artifacts_dir=out_dir / "service-artifacts")
     video_id = f"demo-{int(time.time())}"
-    console.print("[bold]strangler-bridge demo[/bold]: starting Redis, simulators, API and workers ...")
-    with DevStack(base, workers=workers, log_dir=out_dir / "logs", **SIM_KNOBS) as stack:
-        console.print(f"  redis   {stack.settings.redis_url}")
-        console.print(f"  api     {stack.api_url}")
+    click.echo(f"{click.style('strangler-bridge demo', bold=True)}: starting Redis, simulators, API and workers ...")
+    with (
+        own_prefix(base) as settings,
+        DevStack(settings, workers=workers, log_dir=out_dir / "logs", **DEMO_KNOBS) as stack,
+    ):
+        own = f"  (keys under {settings.redis_prefix}, removed at the end)" if base.redis_url else ""
+        click.echo(f"  redis   {stack.settings.redis_url}{own}")
+        click.echo(f"  api     {stack.api_url}")
         for name, server in stack.servers.items():
-            console.print(f"  {name:<7} {server.url}")
+            click.echo(f"  {name:<7} {server.url}")
         with ServiceClient(stack.api_url, stack.token) as service:
             service.set_flag(Phase.JOBS, PhaseFlag(mode=FlagMode.FASTAPI, percent=100, fallback=False))
-            console.print("  flags   jobs=fastapi: the legacy endpoint hands the job to POST /jobs")
+            click.echo("  flags   jobs=fastapi: the legacy endpoint hands the job to POST /jobs")
             flask_app = create_flask_app(_flask_config(stack, out_dir / "legacy-app"))
             with _FlaskServer(flask_app) as flask:
                 flask_app.config["PUBLIC_URL"] = flask.url
-                console.print(f"  legacy  {flask.url}  POST /api/video/create  video_id={video_id}\n")
-                result, job = _run(console, service, flask.url, video_id, script_text)
-    _report(console, result, job, base.artifacts_dir, out_dir)
+                click.echo(f"  legacy  {flask.url}  POST /api/video/create  video_id={video_id}\n")
+                result, job = _run(service, flask.url, video_id, script_text)
+    _report(result, job, base.artifacts_dir, out_dir)
 
 
 def _flask_config(stack: DevStack, output: Path) -> dict[str, Any]:
@@ -121,9 +124,7 @@ def _flask_config(stack: DevStack, output: Path) -> dict[str, Any]:
     }
 
 
-def _run(
-    console: Console, service: ServiceClient, flask_url: str, video_id: str, text: str
-) -> tuple[dict[str, Any], JobStatus]:
+def _run(service: ServiceClient, flask_url: str, video_id: str, text: str) -> tuple[dict[str, Any], JobStatus]:
     """POST to the legacy endpoint in the background while showing the service's job progress."""
     outcome: dict[str, Any] = {}
 
@@ -142,7 +143,7 @@ def _run(
     if job_id is None:
         caller.join(600)
         raise BridgeError(f"the service never saw a job for {video_id}: {outcome}")
-    job = watch_job(service, job_id, console, timeout_s=600)
+    job = watch_job(service, job_id, timeout_s=600)
     caller.join(600)
     if "error" in outcome or outcome.get("status") != 201:
         raise BridgeError(f"the legacy request failed: {outcome.get('error') or outcome.get('body')}")
@@ -161,19 +162,19 @@ def _find_job(service: ServiceClient, video_id: str, caller: threading.Thread) -
     return None
 
 
-def _report(console: Console, result: dict[str, Any], job: JobStatus, artifacts: Path, out_dir: Path) -> None:
+def _report(result: dict[str, Any], job: JobStatus, artifacts: Path, out_dir: Path) -> None:
     steps = {step.name: step for step in job.steps}
     tts, images, video = (steps[name].batch_id for name in (StepName.TTS, StepName.IMAGEGEN, StepName.VIDEO))
-    console.print(
-        f"\n[bold green]done[/bold green]: job {job.id}, video {result.get('video_id')}, "
+    click.echo(
+        f"\n{click.style('done', fg='green', bold=True)}: job {job.id}, video {result.get('video_id')}, "
         f"{result.get('segments')} segments, {result.get('duration_s')} s"
     )
-    console.print(f"  audio files    {artifacts / 'tts' / str(tts)}")
-    console.print(f"  images         {artifacts / 'img' / str(images)}")
-    console.print(f"  segments.json  {artifacts / 'jobs' / job.id / 'segments.json'}")
+    click.echo(f"  audio files    {artifacts / 'tts' / str(tts)}")
+    click.echo(f"  images         {artifacts / 'img' / str(images)}")
+    click.echo(f"  segments.json  {artifacts / 'jobs' / job.id / 'segments.json'}")
     rendered = sorted((artifacts / "vid" / str(video)).glob("video-*.mp4"))  # one per delivery; one kept
-    console.print(f"  video          {rendered[0] if rendered else artifacts / 'vid' / str(video)}")
+    click.echo(f"  video          {rendered[0] if rendered else artifacts / 'vid' / str(video)}")
     legacy_copy = out_dir / "legacy-app" / "published" / f"{result.get('video_id')}.mp4"
-    console.print(f"  legacy copy    {legacy_copy}")
-    console.print(f"  logs           {out_dir / 'logs'}")
-    console.print("Everything the demo started has been stopped.")
+    click.echo(f"  legacy copy    {legacy_copy}")
+    click.echo(f"  logs           {out_dir / 'logs'}")
+    click.echo("Everything the demo started has been stopped.")

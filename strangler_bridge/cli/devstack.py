@@ -37,8 +37,12 @@ class DevStack:
         runware: dict[str, Any] | None = None,
         video: dict[str, Any] | None = None,
         log_dir: Path | None = None,
+        api_port: int | None = None,
+        runpod_url: str | None = None,
     ) -> None:
+        """``runpod_url``: a RunPod endpoint to use instead of the simulator (e.g. the SDK's local test API)."""
         self.base = base
+        self.runpod_url = runpod_url
         self.worker_count = workers
         self.knobs = {"runpod": runpod or {}, "runware": runware or {}, "video": video or {}}
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="strangler-stack-"))
@@ -47,7 +51,7 @@ class DevStack:
         self.api: Child | None = None
         self.workers: list[Child] = []
         self.settings = base
-        self.api_port = free_port()
+        self.api_port = api_port or free_port()
         self._exit = contextlib.ExitStack()
         self._children = 0
 
@@ -86,7 +90,7 @@ class DevStack:
         update: dict[str, Any] = {
             "redis_url": redis_url,
             "public_url": f"http://127.0.0.1:{self.api_port}",
-            "runpod_endpoint_url": f"{self.servers['runpod'].url}/v2/sim",
+            "runpod_endpoint_url": self.runpod_url or f"{self.servers['runpod'].url}/v2/sim",
             "runpod_api_key": SecretStr(SIM_KEY),
             "runware_url": f"{self.servers['runware'].url}/v1",
             "runware_api_key": SecretStr(SIM_KEY),

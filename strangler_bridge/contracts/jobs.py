@@ -91,7 +91,10 @@ class JobCreate(BaseModel):
     voice: str = Field("default", min_length=1, max_length=100)
     image_style: str | None = Field(None, max_length=500)
     images: ImageOptions = Field(default_factory=ImageOptions)
-    video: VideoOptions = Field(default_factory=VideoOptions)
+    video: VideoOptions | None = Field(
+        default_factory=VideoOptions,
+        description="How the video is rendered; null: no render, the job ends once its images are made.",
+    )
     video_id: str | None = Field(None, max_length=200)
     metadata: JsonObject = Field(default_factory=dict)
 
@@ -123,6 +126,26 @@ class StepStatus(BaseModel):
     provider_ids: list[str] = Field(default_factory=list)
     cost: float | None = None
     error: str | None = None
+
+
+class JobFile(BaseModel):
+    """One chunk's audio or one image of a job, with a link once the file exists."""
+
+    index: int
+    status: ItemStatus
+    url: str | None = Field(None, description="Signed, expiring path on the service; no token needed.")
+    attempts: int = Field(0, description="Provider submissions of the work that made it (more than 1: retried).")
+    error: str | None = None
+
+
+class JobFiles(BaseModel):
+    """``GET /jobs/{id}/files``: signed links to what the job has produced so far."""
+
+    id: str
+    segments: str | None = Field(None, description="Signed path of segments.json, once stored.")
+    video: str | None = Field(None, description="Signed path of the video, once rendered.")
+    audio: list[JobFile] = Field(default_factory=list, description="One per chunk, in chunk order.")
+    images: list[JobFile] = Field(default_factory=list, description="One per chunk, in chunk order.")
 
 
 class JobStatus(BaseModel):

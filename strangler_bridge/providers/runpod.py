@@ -5,10 +5,15 @@ Every operation is written once as a sans-I/O generator (:class:`RunPodOperation
 429, 5xx and transport errors are retried with backoff and jitter (over HTTP and HTTPS alike); other 4xx
 fail at once with RunPod's message. ``/run`` and ``/runsync`` are paid submits: after a request may have
 been sent (a read timeout) they are not resent, and the error says the outcome is unknown.
+
+The runpod SDK's local test API (``python handler.py --rp_serve_api``) is recognised by its job ids and
+adapted to without any setting: its ``/status`` is POST only and runs the job inside that call, and it
+sends no webhook worth waiting for (docs/simulators/runpod.md, "what differs").
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -38,11 +43,13 @@ from strangler_bridge.providers.runpod_models import (
     RunPodPolicy,
     RunPodPurge,
     RunPodStatus,
+    is_local_test_job,
 )
 from strangler_bridge.providers.runpod_tts import TtsChunkOutput, parse_tts_output, tts_input
 from strangler_bridge.settings import Settings
 
 __all__ = [
+    "LOCAL_STATUS_TIMEOUT_S",
     "AsyncRunPodClient",
     "RunPodClient",
     "RunPodHealth",
@@ -54,9 +61,12 @@ __all__ = [
     "RunPodPurge",
     "RunPodStatus",
     "TtsChunkOutput",
+    "is_local_test_job",
     "parse_tts_output",
     "tts_input",
 ]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -64,6 +74,12 @@ M = TypeVar("M", bound=BaseModel)
 #: How long ``/runsync`` holds the connection when no ``wait`` is given (RunPod's default).
 RUNSYNC_DEFAULT_WAIT_MS = 90_000
 _MESSAGE_LIMIT = 500
+#: The SDK's local test API runs a job inside the status call that asks for it, so that call may last as long
+#: as a job may run: RunPod's default execution timeout.
+LOCAL_STATUS_TIMEOUT_S = 600.0
+#: What the SDK's local test API answers (HTTP 200, status FAILED) for a job it does not know, or no longer
+#: knows: it forgets a job once a status call has run it.
+_LOCAL_UNKNOWN_JOB = "Job ID not found"
 
 
 @dataclass(frozen=True)
@@ -116,8 +132,13 @@ class RunPodOperations:
         return Call("runsync", self._job(request, "runsync"), submit=True)
 
     def status(self, job_id: str) -> Call[RunPodJob]:
-        """``GET /status/{id}``."""
-        return Call("status", self._job(self._request("GET", f"/status/{_job_path(job_id)}"), f"status {job_id}"))
+        """``GET /status/{id}``; for a job of the SDK's local test API, ``POST``, waiting while it runs."""
+        path = f"/status/{_job_path(job_id)}"
+        if is_local_test_job(job_id):
+            # The call runs the job, so it is sent once (as a paid submit is): a second call finds it gone.
+            request = self._request("POST", path, read_timeout_s=LOCAL_STATUS_TIMEOUT_S)
+            return Call("status", self._local_status(request, job_id), submit=True)
+        return Call("status", self._job(self._request("GET", path), f"status {job_id}"))
 
     def cancel(self, job_id: str) -> Call[RunPodJob]:
         """``POST /cancel/{id}``."""
@@ -158,6 +179,16 @@ class RunPodOperations:
     def _job(self, request: httpx.Request, what: str) -> Operation[RunPodJob]:
         response = yield request
         return RunPodJob.parse(_json(response, what))
+
+    def _local_status(self, request: httpx.Request, job_id: str) -> Operation[RunPodJob]:
+        job = yield from self._job(request, f"status {job_id}")
+        if job.status is RunPodStatus.FAILED and job.error == _LOCAL_UNKNOWN_JOB:
+            raise ProviderNotFound(
+                f"status {job_id}: the runpod SDK's test API does not know the job (it forgets a job once its"
+                " status was read, and all of them when it restarts)",
+                provider=PROVIDER,
+            )
+        return job
 
     def _model(self, request: httpx.Request, what: str, model: type[M]) -> Operation[M]:
         response = yield request
@@ -214,7 +245,19 @@ def _status_error(response: httpx.Response, what: str) -> ProviderError:
         kind = ProviderUnavailable
     else:
         kind = ProviderRejected
-    return kind(f"{what}: {_provider_message(response)}", provider=PROVIDER, status_code=status)
+    return kind(f"{what}: {_provider_message(response)}{_hint(status, what)}", provider=PROVIDER, status_code=status)
+
+
+def _hint(status: int, what: str) -> str:
+    """The setting to look at when an answer means the configuration is wrong (it ends up as a batch's reason)."""
+    if status in (401, 403):
+        return " (check STRANGLER_RUNPOD_API_KEY, or run `strangler-bridge doctor`)"
+    if status in (404, 405) and what in ("run", "runsync", "health", "purge-queue"):
+        # These name no job: the endpoint itself is not there.
+        return (
+            " (no RunPod endpoint at this URL: check STRANGLER_RUNPOD_ENDPOINT_URL, or run `strangler-bridge doctor`)"
+        )
+    return ""
 
 
 def _provider_message(response: httpx.Response) -> str:
@@ -240,6 +283,23 @@ class _Base:
     def __init__(self, endpoint_url: str, api_key: str, timeout_s: float, retry: RetryPolicy | None) -> None:
         self.ops = RunPodOperations(endpoint_url, api_key, timeout_s=timeout_s)
         self.retry_policy = retry or RetryPolicy()
+        #: Set once a job id showed that the endpoint is the runpod SDK's local test API.
+        self.local_test_api = False
+
+    def _webhook(self, webhook: str | None) -> str | None:
+        # The test API posts only {"output": ...}, and only after our own status call ran the job: no use.
+        return None if self.local_test_api else webhook
+
+    def _seen(self, job: RunPodJob) -> RunPodJob:
+        if is_local_test_job(job.id) and not self.local_test_api:
+            self.local_test_api = True
+            log.warning(
+                "STRANGLER_RUNPOD_ENDPOINT_URL=%s is the runpod SDK's local test API (python handler.py"
+                " --rp_serve_api): it sends no webhooks and runs a job only when asked for its status, so jobs"
+                " are polled at once instead of waiting for a webhook",
+                self.ops.endpoint_url,
+            )
+        return job
 
     def _policy(self, call: Call[Any]) -> RetryPolicy:
         return self.retry_policy.for_submit() if call.submit else self.retry_policy
@@ -285,7 +345,7 @@ class RunPodClient(_Base):
         self, input: dict[str, Any], *, webhook: str | None = None, policy: RunPodPolicy | None = None
     ) -> RunPodJob:
         """Queue a job (``POST /run``); returns ``{"id", "status": "IN_QUEUE"}``."""
-        return self._call(self.ops.run(input, webhook, policy))
+        return self._seen(self._call(self.ops.run(input, self._webhook(webhook), policy)))
 
     def runsync(
         self,
@@ -296,7 +356,7 @@ class RunPodClient(_Base):
         policy: RunPodPolicy | None = None,
     ) -> RunPodJob:
         """Run a job and wait (``POST /runsync``); the status may still be in flight if the wait ran out."""
-        return self._call(self.ops.runsync(input, wait_ms, webhook, policy))
+        return self._seen(self._call(self.ops.runsync(input, wait_ms, self._webhook(webhook), policy)))
 
     def status(self, job_id: str) -> RunPodJob:
         """The job's status object; :class:`ProviderNotFound` once it expired."""
@@ -360,7 +420,7 @@ class AsyncRunPodClient(_Base):
         self, input: dict[str, Any], *, webhook: str | None = None, policy: RunPodPolicy | None = None
     ) -> RunPodJob:
         """Queue a job (``POST /run``)."""
-        return await self._call(self.ops.run(input, webhook, policy))
+        return self._seen(await self._call(self.ops.run(input, self._webhook(webhook), policy)))
 
     async def runsync(
         self,
@@ -371,7 +431,7 @@ class AsyncRunPodClient(_Base):
         policy: RunPodPolicy | None = None,
     ) -> RunPodJob:
         """Run a job and wait (``POST /runsync``)."""
-        return await self._call(self.ops.runsync(input, wait_ms, webhook, policy))
+        return self._seen(await self._call(self.ops.runsync(input, wait_ms, self._webhook(webhook), policy)))
 
     async def status(self, job_id: str) -> RunPodJob:
         """The job's status object."""

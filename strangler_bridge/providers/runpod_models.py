@@ -15,6 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from strangler_bridge.errors import ProviderRejected
 
 PROVIDER = "runpod"
+#: Job ids issued by the runpod SDK's local test API (``python handler.py --rp_serve_api``); RunPod's own
+#: are a UUID with a data-centre suffix (``...-u1``), or ``sync-...``.
+LOCAL_TEST_API_PREFIX = "test-"
+
+
+def is_local_test_job(job_id: str) -> bool:
+    """Whether ``job_id`` was issued by the runpod SDK's local test API, which runs a job only inside the
+    ``POST /status`` call that asks for it and sends no webhook before that (docs/simulators/runpod.md)."""
+    return job_id.startswith(LOCAL_TEST_API_PREFIX)
 
 
 class RunPodStatus(str, Enum):

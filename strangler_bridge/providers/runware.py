@@ -142,6 +142,11 @@ class _RunwareBase:
         response = yield self._request("POST", self.url, [{"taskType": "getResponse", "taskUUID": task_uuid}])
         return read_outcome(response, [], poll=True)
 
+    def _authenticate_operation(self) -> Operation[None]:
+        # The documented authentication task alone: it proves the URL and the key, and costs nothing.
+        response = yield self._request("POST", self.url, [{"taskType": "authentication", "apiKey": self._api_key}])
+        read_outcome(response, [], poll=False)
+
     # --- never pay twice ---------------------------------------------------------------------------------------
 
     def _recover_flow(self, task: ImageTask, maybe_sent: bool) -> _Flow:
@@ -232,6 +237,10 @@ class RunwareClient(_RunwareBase):
         """
         return drive(self._infer_operation(tasks), self._http, self._retry.for_submit(), _transport_error)
 
+    def authenticate(self) -> None:
+        """Send Runware's authentication task alone; raises the error a wrong URL or key gives (nothing is paid)."""
+        drive(self._authenticate_operation(), self._http, self._retry, _transport_error)
+
     def get_response(self, task_uuid: str) -> InferenceOutcome:
         """Ask Runware what became of a task (``getResponse``): cumulative results, errors, or still processing."""
         return drive(self._get_response_operation(task_uuid), self._http, self._retry, _transport_error)
@@ -319,6 +328,10 @@ class AsyncRunwareClient(_RunwareBase):
     async def infer(self, tasks: Sequence[ImageTask]) -> InferenceOutcome:
         """See :meth:`RunwareClient.infer`."""
         return await adrive(self._infer_operation(tasks), self._http, self._retry.for_submit(), _transport_error)
+
+    async def authenticate(self) -> None:
+        """See :meth:`RunwareClient.authenticate`."""
+        await adrive(self._authenticate_operation(), self._http, self._retry, _transport_error)
 
     async def get_response(self, task_uuid: str) -> InferenceOutcome:
         """See :meth:`RunwareClient.get_response`."""

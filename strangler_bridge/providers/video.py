@@ -67,7 +67,7 @@ C = TypeVar("C", bound="VideoContract")
 T = TypeVar("T")
 S = TypeVar("S", bound="VideoClient")
 A = TypeVar("A", bound="AsyncVideoClient")
-RouteName = Literal["submit", "status", "video", "cancel"]
+RouteName = Literal["submit", "status", "video", "cancel", "health"]
 
 
 class RenderSegment(BaseModel):
@@ -157,6 +157,7 @@ class VideoRoutes:
     status: str = "/renders/{id}"
     video: str = "/renders/{id}/video"
     cancel: str = "/renders/{id}/cancel"
+    health: str = "/healthz"
 
     def path(self, name: RouteName, render_id: str = "") -> str:
         """The path of one route for one render."""
@@ -297,6 +298,11 @@ class VideoContract:
         self.raise_for_error(response, f"cancel render {render_id}")
         return self.parse_status(response)
 
+    def health_operation(self) -> Operation[None]:
+        """Ask the service whether it is up (``GET /healthz``); raises what a wrong URL or token gives."""
+        response = yield self.build("GET", "health")
+        self.raise_for_error(response, "health")
+
     def download_target(
         self, render_id_or_url: str, allow_hosts: Sequence[str]
     ) -> tuple[str, dict[str, str], list[str]]:
@@ -342,6 +348,10 @@ class VideoClient(VideoContract):
     def cancel(self, render_id: str) -> RenderStatus:
         """Cancel a render."""
         return self._run(self.cancel_operation(render_id))
+
+    def health(self) -> None:
+        """Raise unless the service answers its health route."""
+        self._run(self.health_operation())
 
     def wait(self, render_id: str, *, timeout_s: float = 600.0, interval_s: float = 1.0) -> RenderStatus:
         """Poll until the render is terminal; :class:`DeadlineExceeded` after ``timeout_s``."""
@@ -410,6 +420,10 @@ class AsyncVideoClient(VideoContract):
     async def cancel(self, render_id: str) -> RenderStatus:
         """Cancel a render."""
         return await self._run(self.cancel_operation(render_id))
+
+    async def health(self) -> None:
+        """Raise unless the service answers its health route."""
+        await self._run(self.health_operation())
 
     async def wait(self, render_id: str, *, timeout_s: float = 600.0, interval_s: float = 1.0) -> RenderStatus:
         """Poll until the render is terminal; :class:`DeadlineExceeded` after ``timeout_s``."""

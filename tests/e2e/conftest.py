@@ -28,7 +28,8 @@ def stack_defaults() -> dict[str, Any]:
 
 @pytest.fixture
 def make_stack(settings: Settings, tmp_path: Path, stack_defaults: dict[str, Any]) -> Iterator[StackFactory]:
-    """Start a DevStack: ``make_stack(workers=, runpod={knobs}, runware=, video=, **settings)``; all stop after."""
+    """Start a DevStack: ``make_stack(workers=, runpod={knobs}, runware=, video=, runpod_url=, **settings)``; all
+    stop after."""
     stacks: list[DevStack] = []
 
     def make(
@@ -37,6 +38,7 @@ def make_stack(settings: Settings, tmp_path: Path, stack_defaults: dict[str, Any
         runpod: dict[str, Any] | None = None,
         runware: dict[str, Any] | None = None,
         video: dict[str, Any] | None = None,
+        runpod_url: str | None = None,
         **overrides: Any,
     ) -> DevStack:
         update = {"reconcile_after_s": 1.5, "reconcile_interval_s": 0.2, **stack_defaults, **overrides}
@@ -47,6 +49,7 @@ def make_stack(settings: Settings, tmp_path: Path, stack_defaults: dict[str, Any
             runware={**FAST_KNOBS["runware"], **(runware or {})},
             video={**FAST_KNOBS["video"], **(video or {})},
             log_dir=tmp_path / f"stack{len(stacks)}",
+            runpod_url=runpod_url,
         )
         stacks.append(stack)
         return stack.start()

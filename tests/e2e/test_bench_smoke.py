@@ -28,6 +28,7 @@ EXPECTED = {
     "runware_limit": ["share of cap throughput", "429s"],
     "memory": ["API peak RSS", "worker peak RSS", "ingesting 50 MB", "streaming 50 MB"],
     "scaling": ["1 worker(s): jobs/s", "2 worker(s): jobs/s"],
+    "fallback": ["API stopped: breaker open", "API hung: breaker open", "provider stuck: first video"],
 }
 TIMEOUT_S = 300
 AT_ONCE = 3

@@ -30,9 +30,9 @@ from flask_plugin import StranglerBridge
 from flask_plugin.media import mp4_duration
 from strangler_bridge.audio import tone_wav
 from strangler_bridge.cli.devstack import SIM_KEY, DevStack
-from strangler_bridge.settings import Settings
 from strangler_bridge.simulators.runpod.handlers import speech_duration
 from tests.conftest import TEST_TOKEN
+from tests.support.stack import forget_keys, legacy_stack
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -62,38 +62,20 @@ def misreporting_tts(job: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    root = tmp_path_factory.mktemp("legacy-stack")
     prefix = f"t{uuid.uuid4().hex[:12]}"
-    base = Settings.load(
-        redis_url=redis_url,
-        redis_prefix=prefix,
-        artifacts_dir=root / "artifacts",
-        api_tokens=[TEST_TOKEN],
-        webhook_secret="test-webhook-secret",
-        reconcile_after_s=1.5,
-        reconcile_interval_s=0.2,
-        tts_group_size=4,
-    )
-    running = DevStack(
-        base,
+    running = legacy_stack(
+        redis_url,
+        tmp_path_factory.mktemp("legacy-stack"),
+        prefix,
+        TEST_TOKEN,
         runpod={"execution_time_s": 0.05, "webhook_retry_delay_s": 0.05},
         runware={"latency_s": 0.05, "image_max_side": 64},
-        log_dir=root / "logs",
-    ).start()
+    )
     try:
         yield running
     finally:
         running.stop()
-        _forget_keys(redis_url, prefix)
-
-
-def _forget_keys(redis_url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(f"{prefix}*", count=1000):
-        client.delete(key)
-    client.close()
+        forget_keys(redis_url, prefix)
 
 
 @dataclass

@@ -195,6 +195,29 @@ def test_the_reporter_never_blocks_or_fails_the_caller_when_the_service_is_down(
         reporter = EventReporter(client, interval_s=0.05, capacity=3)
         for n in range(5):
             reporter.submit(BridgeEvent(EventKind.FALLBACK, Phase.TTS, f"v-{n}", "down"))
-        assert reporter.flush(10)
+        assert not reporter.flush(0.5)  # undeliverable: kept for later, never raised
         reporter.close()
-    assert (reporter.sent, reporter.dropped) == (0, 5)  # over capacity or undeliverable: dropped, never raised
+    # Over capacity: the two oldest were dropped (counted); the rest wait for the service.
+    assert (reporter.sent, reporter.dropped, reporter.pending) == (0, 2, 3)
+
+
+def test_events_kept_during_an_outage_arrive_with_the_count_of_those_dropped(stack: DevStack) -> None:
+    with stack.client() as api:
+        before = value(scrape(api), "strangler_bridge_events_dropped_total")
+    with ServiceClient(stack.api_url, stack.token) as client:
+        reporter = EventReporter(client, source="outage", interval_s=0.05, capacity=2)
+        assert stack.api is not None
+        stack.api.stop()
+        try:
+            for n in range(3):
+                reporter.submit(BridgeEvent(EventKind.FALLBACK, Phase.VIDEO, f"out-{n}", "down"))
+            assert not reporter.flush(0.5)
+        finally:
+            stack.start_api()
+        assert reporter.flush(30)
+        reporter.close()
+    assert (reporter.sent, reporter.dropped, reporter.pending) == (2, 1, 0)
+    with stack.client() as api:
+        recent = api.get("/events", params={"limit": 200}).raise_for_status().json()["recent"]
+        assert [e["video_id"] for e in recent if e["source"] == "outage"] == ["out-2", "out-1"]
+        assert value(scrape(api), "strangler_bridge_events_dropped_total") == (before or 0) + 1

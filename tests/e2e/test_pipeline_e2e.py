@@ -109,6 +109,27 @@ def test_cancel_during_images_leaves_nothing_running(make_stack: StackFactory) -
     assert stack.counters("runware")["tasks_executed"] < 6
 
 
+def test_a_job_without_a_render_ends_with_its_images_and_its_files_download(
+    make_stack: StackFactory, tmp_path: Path
+) -> None:
+    from flask_plugin import BridgeClient
+
+    stack = make_stack()
+    created = create(stack, "/jobs", {**job_body(3), "video": None})
+    with stack.client() as client:
+        job = follow(client, f"/jobs/{created['id']}", timeout=120)
+    assert job["status"] == "completed", job
+    assert [s["status"] for s in job["steps"]] == ["completed"] * 4
+    assert job["steps"][3]["batch_id"] is None and job["video_url"] is None
+    assert stack.counters("video")["submits_total"] == 0
+    with BridgeClient(stack.api_url, stack.token) as bridge:
+        status = bridge.get_job(job["id"])
+        media = bridge.download_job_media(status, tmp_path / "files")
+    assert sorted(media) == ["audio", "images"]
+    assert [p.name for p in media["audio"].values()] == [f"chunk_{i:04d}.wav" for i in range(3)]
+    assert [p.read_bytes()[:4] for p in media["images"].values()] == [b"\x89PNG"] * 3
+
+
 def test_a_client_key_equal_to_the_orchestrators_own_cannot_touch_the_jobs_steps(make_stack: StackFactory) -> None:
     stack = make_stack(runpod={"execution_time_s": 1.0})
     created = create(stack, "/jobs", job_body(2))

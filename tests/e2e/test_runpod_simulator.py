@@ -255,6 +255,41 @@ def test_a_handler_file_that_calls_serverless_start_runs_unmodified(sim: Sim, tm
     assert wait_state(client, client.run({"text": "hey"}).id, "COMPLETED").output == {"upper": "HEY"}
 
 
+@pytest.mark.parametrize(
+    "start",
+    [
+        "runpod.serverless.start({'handler': handler, 'return_aggregate_stream': True})",
+        "runpod.serverless.start(CONFIG)",
+    ],
+    ids=["dict literal", "named config"],
+)
+def test_a_handler_file_whose_start_call_is_behind_the_main_guard_runs_unmodified(
+    sim: Sim, tmp_path: Path, start: str
+) -> None:
+    pytest.importorskip("runpod", reason="the handler file imports runpod, as a real one does")
+    handler = tmp_path / "guarded_worker.py"
+    handler.write_text(
+        "import runpod\n\n"
+        "def handler(job):\n"
+        "    return {'lower': job['input']['text'].lower()}\n\n"
+        "CONFIG = {'handler': handler}\n\n"
+        "if __name__ == '__main__':\n"
+        "    raise SystemExit('the guarded code must not run in the simulator')\n"
+        f"    {start}\n"
+    )
+    sim.patch(handler=str(handler))
+    client = sim.client()
+    assert wait_state(client, client.run({"text": "HEY"}).id, "COMPLETED").output == {"lower": "hey"}
+
+
+def test_a_guarded_file_without_a_start_call_is_refused_naming_the_fix(sim: Sim, tmp_path: Path) -> None:
+    handler = tmp_path / "no_start.py"
+    handler.write_text("def handler(job):\n    return 1\n\nif __name__ == '__main__':\n    print(handler({}))\n")
+    response = sim.http.patch("/_sim/config", json={"handler": str(handler)})
+    assert response.status_code == 422
+    assert f"name the function ({handler}:handler), or call runpod.serverless.start" in response.json()["error"]
+
+
 def test_a_bad_handler_is_refused_with_a_reason(sim: Sim) -> None:
     response = sim.http.patch("/_sim/config", json={"handler": "no_such_module_xyz:handler"})
     assert response.status_code == 422 and "no_such_module_xyz" in response.json()["error"]

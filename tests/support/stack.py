@@ -4,16 +4,46 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from strangler_bridge.cli.devstack import DevStack
+from strangler_bridge.settings import Settings
 
 TERMINAL = {"completed", "failed", "cancelled"}
 
 #: The ``make_stack`` fixture of tests/e2e/conftest.py.
 StackFactory = Callable[..., DevStack]
+
+
+def legacy_stack(redis_url: str, root: Path, prefix: str, token: str, **knobs: Any) -> DevStack:
+    """A started stack for the example legacy app's tests, its keys under ``prefix`` of the shared test Redis.
+
+    ``knobs`` are the simulators' (``runpod=``, ``runware=``); stop it, then :func:`forget_keys`.
+    """
+    base = Settings.load(
+        redis_url=redis_url,
+        redis_prefix=prefix,
+        artifacts_dir=root / "artifacts",
+        api_tokens=[token],
+        webhook_secret="test-webhook-secret",
+        reconcile_after_s=1.5,
+        reconcile_interval_s=0.2,
+        tts_group_size=4,
+    )
+    return DevStack(base, log_dir=root / "logs", **knobs).start()
+
+
+def forget_keys(redis_url: str, prefix: str) -> None:
+    """Delete a test's keys (never FLUSHDB: the Redis is shared)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(f"{prefix}*", count=1000):
+        client.delete(key)
+    client.close()
 
 
 def follow(client: httpx.Client, path: str, *, timeout: float = 60.0) -> dict[str, Any]:

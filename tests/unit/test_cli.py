@@ -17,7 +17,7 @@ pytestmark = pytest.mark.unit
 def test_help_lists_every_subcommand() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
-    for name in ("api", "worker", "simulate", "demo", "flags", "jobs"):
+    for name in ("api", "worker", "simulate", "demo", "dev", "flags", "jobs", "doctor"):
         assert f"  {name} " in result.output
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from flask_plugin import EventKind, ImageAdapter, JobAdapter, StepCall, StranglerBridge, VideoAdapter
+from flask_plugin import Deadline, EventKind, ImageAdapter, JobAdapter, StepCall, StranglerBridge, VideoAdapter
 from flask_plugin.media import image_size, mp4_duration
 from flask_plugin.testing import FakeService, mp4, png
 from strangler_bridge.contracts.flags import FlagMode, PhaseFlag
@@ -310,6 +310,18 @@ def test_jobs_shadow_match_and_mismatch(app: Flask, fake: FakeService, tmp_path:
     assert problems[0] == f"segment 0 duration: legacy {_seconds(SCRIPT[0]):.2f} s, service 10.00 s"
     assert problems[-1].startswith("video duration: legacy")
     assert calls == ["jobs", "jobs"]
+
+
+def test_a_job_without_a_render_asks_for_no_video_and_returns_none(fake: FakeService, tmp_path: Path) -> None:
+    adapter = JobAdapter(render=False)
+    call = StepCall.bind(produce.__wrapped__, (SCRIPT, "narrator", "ink", tmp_path, "v-1"), {})  # type: ignore[attr-defined]
+    request = adapter.build_request(call)
+    assert request.video is None
+    with fake.client() as client:
+        made = adapter.run(client, request, tmp_path, Deadline(30))
+    assert made["video"] is None
+    assert len(made["segments"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["segments.json"]
 
 
 def test_job_compare_counts_segments() -> None:

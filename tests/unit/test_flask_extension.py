@@ -95,7 +95,7 @@ def test_missing_token_says_what_to_set() -> None:
 
 
 def test_service_url_must_be_http() -> None:
-    with pytest.raises(ConfigError, match="http:// or https://"):
+    with pytest.raises(ConfigError, match=r"STRANGLER_SERVICE_URL: 'service\.test:8000' is not a valid URL"):
         StranglerBridge(_app(STRANGLER_SERVICE_URL="service.test:8000", STRANGLER_SERVICE_TOKEN="tok"))
 
 

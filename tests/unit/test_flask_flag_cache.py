@@ -11,6 +11,7 @@ from flask_plugin import FlagCache
 from strangler_bridge.contracts.flags import FlagMode, FlagSet, Phase, PhaseFlag
 from strangler_bridge.errors import ServiceUnavailable
 from strangler_bridge.flags import default_flags
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -84,11 +85,12 @@ def test_unreachable_service_keeps_the_last_known_values_and_logs_once(caplog: p
             clock.now += 2
             assert cache.get(Phase.TTS) == SHADOW  # not the static value
     assert cache.snapshot().source == "stale"
-    assert service.calls == 4
+    wait_for(lambda: service.calls >= 3, timeout=5, what="a retry in the background")
     assert len([r for r in caplog.records if "cannot fetch flags" in r.message]) == 1
     service.answer = FlagSet(flags={Phase.TTS: FASTAPI}, version=3)
     clock.now += 2
-    assert cache.get(Phase.TTS) == FASTAPI
+    # While the service was known to be down, the fetch runs in the background: the values follow it shortly.
+    wait_for(lambda: cache.get(Phase.TTS) == FASTAPI, timeout=5, what="the fetched flags")
     assert cache.snapshot().error is None
 
 
@@ -110,7 +112,7 @@ def test_invalidate_forces_the_next_read_to_fetch() -> None:
     assert service.calls == 2
 
 
-def test_a_slow_fetch_does_not_block_other_readers() -> None:
+def test_a_slow_fetch_holds_other_readers_at_most_the_fetch_timeout() -> None:
     started, release = threading.Event(), threading.Event()
     fetched = FlagSet(flags={Phase.TTS: SHADOW}, version=1)
 
@@ -119,12 +121,38 @@ def test_a_slow_fetch_does_not_block_other_readers() -> None:
         release.wait(10)
         return fetched
 
-    cache = FlagCache(slow_fetch, ttl_s=5, static={Phase.TTS: FASTAPI})
+    cache = FlagCache(slow_fetch, ttl_s=5, static={Phase.TTS: FASTAPI}, wait_s=0.2)
     fetcher = threading.Thread(target=cache.snapshot)
     fetcher.start()
     assert started.wait(5)
-    # The fetch is in flight and held: another reader gets the current (static) values at once.
+    # The fetch is in flight and held: another reader waits for it, then, past the bound, gets the current values.
     assert cache.get(Phase.TTS) == FASTAPI
     release.set()
     fetcher.join(5)
     assert cache.get(Phase.TTS) == SHADOW
+
+
+def test_a_burst_waits_for_the_one_refresh_in_flight_and_sees_the_new_flag() -> None:
+    clock, release = Clock(), threading.Event()
+    calls: list[int] = []
+    answers = [FlagSet(flags={Phase.TTS: SHADOW}, version=1), FlagSet(flags={Phase.TTS: FASTAPI}, version=2)]
+
+    def fetch() -> FlagSet:
+        calls.append(1)
+        if len(calls) > 1:
+            release.wait(10)  # the refresh is slow: the burst arrives while it is in flight
+        return answers[min(len(calls), 2) - 1]
+
+    cache = FlagCache(fetch, ttl_s=5, clock=clock, wait_s=10)
+    assert cache.get(Phase.TTS) == SHADOW
+    clock.now += 6  # the cached values are now older than the window; the flag changed meanwhile
+    seen: list[PhaseFlag] = []
+    burst = [threading.Thread(target=lambda: seen.append(cache.get(Phase.TTS))) for _ in range(6)]
+    for thread in burst:
+        thread.start()
+    wait_for(lambda: len(calls) == 2, timeout=5, what="the refresh to start")
+    release.set()
+    for thread in burst:
+        thread.join(10)
+    assert seen == [FASTAPI] * 6  # every request of the burst saw the new flag, none the old one
+    assert len(calls) == 2  # one refresh for the whole burst

@@ -139,7 +139,10 @@ def test_fastapi_failure_with_fallback_runs_legacy_and_records_it(
     events = _events(app)
     assert events.count("tts", EventKind.FALLBACK) == 1
     [event] = events.recent([EventKind.FALLBACK])
-    assert (event.phase, event.video_id, event.data["code"]) == (Phase.TTS, "vid-9", "service_unavailable")
+    # The third 503 in a row opened the tts breaker, which ended the call without a fourth try.
+    assert (event.phase, event.video_id, event.data["code"]) == (Phase.TTS, "vid-9", "breaker_open")
+    assert "HTTP 503" in event.detail
+    assert fake.count("POST", "/tts/batch") == 3
     assert any("running the legacy code" in r.message for r in caplog.records)
 
 
@@ -154,7 +157,8 @@ def test_slow_service_falls_back(app: Flask, fake: FakeService, tmp_path: Path) 
         fake.script("GET", "/tts/batch/", too_slow)
     _call(app, tmp_path)
     assert legacy.calls == ["vid-1"]
-    assert _events(app).recent([EventKind.FALLBACK])[0].data["code"] == "timeout"
+    event = _events(app).recent([EventKind.FALLBACK])[0]
+    assert (event.data["code"], "ReadTimeout" in event.detail) == ("breaker_open", True)  # three timeouts in a row
 
 
 def test_failed_batch_falls_back(app: Flask, fake: FakeService, tmp_path: Path) -> None:

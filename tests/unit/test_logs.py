@@ -97,6 +97,17 @@ def test_secrets_are_masked_in_messages_arguments_and_tracebacks(output: io.Stri
     assert "RuntimeError" in lines(output)[-1]["exc_info"]
 
 
+def test_lines_carry_no_terminal_colour_codes(output: io.StringIO) -> None:
+    coloured = "Uvicorn running on \x1b[1mhttp://127.0.0.1:8000\x1b[0m"
+    logging.getLogger("strangler.test").info("%s", "Uvicorn running", extra={"color_message": coloured})
+    logging.getLogger("strangler.test").warning("state \x1b[32mgreen\x1b[0m")
+    first, second = lines(output)
+    assert "color_message" not in first
+    assert first["message"] == "Uvicorn running"
+    assert second["message"] == "state green"
+    assert "\\u001b" not in output.getvalue() and "\x1b" not in output.getvalue()
+
+
 def test_short_secrets_are_not_masked_everywhere() -> None:
     formatter = logs.MaskingJsonFormatter(["abc", "long-secret"])
     assert formatter.mask("abc long-secret") == "abc ***"

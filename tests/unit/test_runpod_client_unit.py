@@ -12,6 +12,7 @@ import pytest
 from strangler_bridge.errors import (
     ConfigError,
     ProviderAuthError,
+    ProviderError,
     ProviderNotFound,
     ProviderPaymentRequired,
     ProviderRateLimited,
@@ -365,3 +366,77 @@ def test_a_malformed_endpoint_or_empty_key_is_a_config_error() -> None:
         RunPodClient("api.runpod.ai/v2/x", KEY)
     with pytest.raises(ConfigError, match="STRANGLER_RUNPOD_API_KEY"):
         RunPodClient(ENDPOINT, "")
+
+
+# --- the runpod SDK's local test API (python handler.py --rp_serve_api) ------------------------------
+
+
+def test_a_test_api_job_id_is_noticed_once_and_later_submits_carry_no_webhook(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handler, seen = _recorder(httpx.Response(200, json={"id": "test-1b2c", "status": "IN_PROGRESS"}))
+    client = _client(handler)
+    with caplog.at_level("WARNING", logger="strangler_bridge.providers.runpod"):
+        first = client.run({"x": 1}, webhook="https://bridge.example/tts/callback?token=t")
+        client.run({"x": 2}, webhook="https://bridge.example/tts/callback?token=t")
+    assert first.status is RunPodStatus.IN_PROGRESS and client.local_test_api
+    assert "webhook" in json.loads(seen[0].content) and "webhook" not in json.loads(seen[1].content)
+    [notice] = [r.getMessage() for r in caplog.records]
+    assert notice.startswith(f"STRANGLER_RUNPOD_ENDPOINT_URL={ENDPOINT} is the runpod SDK's local test API")
+
+
+def test_status_of_a_test_api_job_is_a_post_that_waits_while_the_job_runs_and_is_sent_once() -> None:
+    handler, seen = _recorder(httpx.Response(200, json={"id": "test-1", "status": "COMPLETED", "output": {"a": 1}}))
+    assert _client(handler).status("test-1").output == {"a": 1}
+    [request] = seen
+    assert (request.method, request.url.path) == ("POST", "/v2/abc123/status/test-1")
+    assert request.extensions["timeout"]["read"] == 600.0
+
+    calls = 0
+
+    def timing_out(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        raise httpx.ReadTimeout("slow handler", request=request)
+
+    with pytest.raises(ProviderUnavailable, match="outcome is unknown"):
+        _client(timing_out).status("test-2")
+    assert calls == 1  # a second status call would find the job gone
+
+
+def test_a_test_api_job_it_no_longer_knows_is_not_found_not_a_failed_job() -> None:
+    handler, _ = _recorder(httpx.Response(200, json={"id": "test-1", "status": "FAILED", "error": "Job ID not found"}))
+    with pytest.raises(ProviderNotFound, match="does not know the job"):
+        _client(handler).status("test-1")
+    handler, _ = _recorder(httpx.Response(200, json={"id": "test-1", "status": "FAILED", "error": "bad seed"}))
+    assert _client(handler).status("test-1").error == "bad seed"
+
+
+def test_status_of_a_hosted_job_stays_a_get() -> None:
+    handler, seen = _recorder(httpx.Response(200, json={"id": "a-u1", "status": "IN_QUEUE"}))
+    _client(handler).status("a-u1")
+    assert seen[0].method == "GET" and seen[0].extensions["timeout"]["read"] == 10.0
+
+
+@pytest.mark.parametrize(
+    ("status", "call", "setting"),
+    [
+        (401, lambda c: c.status("a-u1"), "STRANGLER_RUNPOD_API_KEY"),
+        (404, lambda c: c.run({"x": 1}), "STRANGLER_RUNPOD_ENDPOINT_URL"),
+        (405, lambda c: c.run({"x": 1}), "STRANGLER_RUNPOD_ENDPOINT_URL"),
+    ],
+)
+def test_an_answer_that_means_a_wrong_setting_names_it(
+    status: int, call: Callable[[RunPodClient], object], setting: str
+) -> None:
+    handler, _ = _recorder(httpx.Response(status, json={"error": "nope"}))
+    with pytest.raises(ProviderError) as caught:
+        call(_client(handler))
+    assert caught.value.message.endswith(f"check {setting}, or run `strangler-bridge doctor`)")
+
+
+def test_a_job_that_is_not_found_names_no_setting() -> None:
+    handler, _ = _recorder(httpx.Response(404, json={"error": "job not found"}))
+    with pytest.raises(ProviderNotFound) as caught:
+        _client(handler).status("gone-u1")
+    assert caught.value.message == "status gone-u1: job not found"

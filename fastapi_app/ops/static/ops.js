@@ -8,7 +8,12 @@
   const TERMINAL = new Set(["completed", "failed", "cancelled"]);
   const MODES = ["legacy", "shadow", "fastapi"];
   const KINDS = ["service", "fallback", "shadow_match", "shadow_mismatch", "shadow_error", "shadow_skipped"];
-  const jobCache = new Map(); // job id -> {updated_at, status}
+  const COLUMNS = 9; // of the jobs table: a reason or detail row spans them all
+  const jobCache = new Map(); // job id -> its last status
+  const filesCache = new Map(); // job id -> {updated_at, files}
+  const expanded = new Set(); // jobs whose timeline and files are shown
+  const confirming = new Map(); // job id -> "retry" | "cancel", awaiting the operator's yes
+  let jobOrder = [];
   const dirtyFlags = new Set(); // phases with unsaved edits: not overwritten by refreshes
   let timer = null;
   let busy = false;
@@ -86,8 +91,23 @@
     );
     const ids = new Set(list.items.map((item) => item.id));
     for (const id of jobCache.keys()) if (!ids.has(id)) jobCache.delete(id);
-    $("jobs").tBodies[0].replaceChildren(...details.map(jobRow));
-    $("jobs-empty").hidden = details.length > 0;
+    for (const id of [...expanded]) if (!ids.has(id)) expanded.delete(id);
+    await Promise.all(details.filter((job) => expanded.has(job.id)).map(loadFiles));
+    jobOrder = details.map((job) => job.id);
+    renderJobs();
+  }
+
+  async function loadFiles(job) {
+    const known = filesCache.get(job.id);
+    if (known && known.updated_at === job.updated_at && TERMINAL.has(job.status)) return;
+    const files = await api("GET", `jobs/${encodeURIComponent(job.id)}/files`);
+    filesCache.set(job.id, { updated_at: job.updated_at, files });
+  }
+
+  function renderJobs() {
+    const jobs = jobOrder.map((id) => jobCache.get(id)).filter(Boolean);
+    $("jobs").tBodies[0].replaceChildren(...jobs.flatMap(jobRows));
+    $("jobs-empty").hidden = jobs.length > 0;
   }
 
   function stepChip(step) {
@@ -103,39 +123,172 @@
     });
   }
 
-  function jobRow(job) {
-    const current = job.steps.find((s) => s.name === job.current_step);
-    const progress = current ? current.progress : job.progress;
-    const stepErrors = job.steps.filter((s) => s.error).map((s) => `${s.name}: ${s.error}`);
-    const actions = el("td", { class: "actions" });
+  function actionCell(job) {
+    const cell = el("td", { class: "actions" });
+    const asking = confirming.get(job.id);
+    if (asking) {
+      cell.append(
+        el("span", { class: "confirm", "data-field": "confirm", text: `${asking === "retry" ? "Retry" : "Cancel"} this job? ` }),
+        el("button", { type: "button", class: "danger", "data-action": "confirm", onclick: () => act(job, asking), text: "Yes" }),
+        el("button", { type: "button", "data-action": "dismiss", onclick: () => ask(job, null), text: "No" }),
+      );
+      return cell;
+    }
     if (job.status === "failed" || job.status === "cancelled") {
-      actions.append(el("button", { type: "button", "data-action": "retry", onclick: () => act(job, "retry"), text: "Retry" }));
+      cell.append(el("button", { type: "button", "data-action": "retry", onclick: () => ask(job, "retry"), text: "Retry" }));
     }
     if (!TERMINAL.has(job.status)) {
-      actions.append(el("button", { type: "button", "data-action": "cancel", onclick: () => act(job, "cancel"), text: "Cancel" }));
+      cell.append(el("button", { type: "button", "data-action": "cancel", onclick: () => ask(job, "cancel"), text: "Cancel" }));
     }
+    const open = expanded.has(job.id);
+    cell.append(
+      el("button", {
+        type: "button",
+        "data-action": "details",
+        "aria-expanded": String(open),
+        onclick: () => toggle(job),
+        text: open ? "Hide" : "Details",
+      }),
+    );
+    return cell;
+  }
+
+  function jobRows(job) {
+    const current = job.steps.find((s) => s.name === job.current_step);
+    const progress = current ? current.progress : job.progress;
+    const rows = [
+      el(
+        "tr",
+        { "data-job-id": job.id, "data-status": job.status, class: "job" },
+        el("td", { title: job.id, text: short(job.id) }),
+        el("td", { text: job.video_id || "" }),
+        el("td", {}, badge(job.status)),
+        el("td", { class: "steps" }, ...job.steps.map(stepChip)),
+        el(
+          "td",
+          { "data-field": "progress" },
+          el("span", { class: "muted", text: current ? `${current.name} ` : "steps " }),
+          progressBar(progress),
+        ),
+        el("td", { class: "wide", text: money(job.cost_total) }),
+        el("td", { class: "wide", text: time(job.created_at) }),
+        el("td", { class: "wide", text: elapsed(job) }),
+        actionCell(job),
+      ),
+    ];
+    // The reason a job failed, in full and in its own row: the first thing an operator needs.
+    const stepErrors = job.steps.filter((s) => s.error && `${s.name}: ${s.error}` !== job.error);
+    if (job.error || stepErrors.length) {
+      const reasons = [job.error, ...stepErrors.map((s) => `${s.name}: ${s.error}`)].filter(Boolean);
+      rows.push(
+        el(
+          "tr",
+          { class: "reason", "data-reason-for": job.id },
+          el("td", { colspan: COLUMNS, "data-field": "error" }, el("b", { text: "Reason: " }), reasons.join(" · ")),
+        ),
+      );
+    }
+    if (expanded.has(job.id)) rows.push(detailRow(job));
+    return rows;
+  }
+
+  function detailRow(job) {
+    const cached = filesCache.get(job.id);
     return el(
       "tr",
-      { "data-job-id": job.id, "data-status": job.status },
-      el("td", { title: job.id, text: short(job.id) }),
-      el("td", { text: job.video_id || "" }),
-      el("td", {}, badge(job.status)),
-      el("td", { class: "steps" }, ...job.steps.map(stepChip)),
-      el(
-        "td",
-        { "data-field": "progress" },
-        el("span", { class: "muted", text: current ? `${current.name} ` : "steps " }),
-        progressBar(progress),
-      ),
-      el("td", { text: money(job.cost_total) }),
-      el("td", { text: time(job.created_at) }),
-      el("td", { text: elapsed(job) }),
-      el("td", { class: "error", "data-field": "error", title: stepErrors.join("\n"), text: job.error || "" }),
-      actions,
+      { class: "detail", "data-detail-for": job.id },
+      el("td", { colspan: COLUMNS }, timeline(job, cached && cached.files), fileLinks(job, cached && cached.files)),
     );
   }
 
+  // Steps as bars over the job's life: a gap before a bar is time spent waiting (queued, or for the step
+  // before it); a step run more than once, or whose provider work was resubmitted, says so on its bar.
+  function timeline(job, files) {
+    const start = Date.parse(job.created_at);
+    const end = TERMINAL.has(job.status) ? Date.parse(job.updated_at) : Date.now();
+    const span = Math.max(end - start, 1);
+    const pct = (t) => `${(Math.min(Math.max(t - start, 0), span) / span) * 100}%`;
+    const retries = {
+      tts: files ? files.audio.reduce((n, f) => n + Math.max(f.attempts - 1, 0), 0) : 0,
+      imagegen: files ? files.images.reduce((n, f) => n + Math.max(f.attempts - 1, 0), 0) : 0,
+    };
+    let previousEnd = start;
+    const lanes = job.steps.map((step) => {
+      const track = el("div", { class: "track" });
+      if (step.started_at) {
+        const from = Date.parse(step.started_at);
+        const to = step.finished_at ? Date.parse(step.finished_at) : end;
+        if (from > previousEnd) {
+          // Positions are set through the CSSOM, which the page's CSP allows (style attributes it would not).
+          const wait = el("span", { class: "wait", "data-field": "wait", title: `waited ${seconds((from - previousEnd) / 1000)}` });
+          wait.style.left = pct(previousEnd);
+          wait.style.width = `calc(${pct(from)} - ${pct(previousEnd)})`;
+          track.append(wait);
+        }
+        const bar = el("span", { class: `bar ${step.status}`, "data-step": step.name, "data-status": step.status });
+        bar.style.left = pct(from);
+        bar.style.width = `max(3px, calc(${pct(to)} - ${pct(from)}))`;
+        bar.title = `${step.name} ${step.status}: ${seconds((to - from) / 1000)}`;
+        track.append(bar);
+        previousEnd = Math.max(previousEnd, to);
+      }
+      const ran = step.started_at ? ((step.finished_at ? Date.parse(step.finished_at) : end) - Date.parse(step.started_at)) / 1000 : null;
+      const notes = [ran === null ? "not started" : seconds(ran)];
+      if (step.attempts > 1) notes.push(`attempt ${step.attempts}`);
+      if (retries[step.name]) notes.push(`${retries[step.name]} resubmitted`);
+      return el(
+        "div",
+        { class: "lane", "data-lane": step.name },
+        el("span", { class: "lane-name", text: step.name }),
+        track,
+        el("span", { class: "lane-note", "data-field": "note", text: notes.join(" · ") }),
+      );
+    });
+    return el("div", { class: "timeline", "data-field": "timeline" }, ...lanes);
+  }
+
+  function fileLinks(job, files) {
+    if (!files) return el("p", { class: "muted", text: "Loading files…" });
+    const link = (url, name, text) => el("a", { href: url.replace(/^\//, ""), download: name, "data-file": name, text });
+    const list = el("div", { class: "files", "data-field": "files" });
+    const group = (label, ...nodes) => list.append(el("div", {}, el("b", { text: `${label} ` }), ...nodes));
+    if (files.video) group("video", link(files.video, "video.mp4", "video.mp4"));
+    if (files.segments) group("segments", link(files.segments, "segments.json", "segments.json"));
+    const items = (entries, ext, prefix) =>
+      entries.map((f) =>
+        f.url
+          ? link(f.url, `${prefix}_${String(f.index).padStart(4, "0")}.${ext}`, String(f.index))
+          : el("span", { class: `muted ${f.status}`, title: f.error || f.status, text: `${f.index}` }),
+      );
+    if (files.audio.length) group("audio", ...items(files.audio, "wav", "chunk"));
+    if (files.images.length) group("images", ...items(files.images, "png", "image"));
+    if (!list.childElementCount) list.append(el("span", { class: "muted", text: "No files yet." }));
+    return list;
+  }
+
+  function ask(job, action) {
+    if (action) confirming.set(job.id, action);
+    else confirming.delete(job.id);
+    renderJobs();
+  }
+
+  async function toggle(job) {
+    if (expanded.has(job.id)) {
+      expanded.delete(job.id);
+    } else {
+      expanded.add(job.id);
+      renderJobs();
+      try {
+        await loadFiles(job);
+      } catch (error) {
+        showProblem(`files of ${job.id}: ${error.message}`);
+      }
+    }
+    renderJobs();
+  }
+
   async function act(job, action) {
+    confirming.delete(job.id);
     try {
       const updated = await api("POST", `jobs/${encodeURIComponent(job.id)}/${action}`);
       jobCache.set(job.id, updated);
@@ -143,6 +296,7 @@
     } catch (error) {
       showProblem(`${action} ${job.id}: ${error.message}`);
     }
+    renderJobs();
     refresh();
   }
 
@@ -158,9 +312,9 @@
         el("td", { text: b.video_id || "" }),
         el("td", {}, badge(b.status)),
         el("td", { "data-field": "progress" }, progressBar(b.progress)),
-        el("td", { text: time(b.created_at) }),
-        el("td", { text: elapsed(b) }),
-        el("td", { class: "error", text: b.error || "" }),
+        el("td", { class: "wide", text: time(b.created_at) }),
+        el("td", { class: "wide", text: elapsed(b) }),
+        el("td", { class: "error", "data-field": "error", text: b.error || "" }),
       ),
     );
     $("batches").tBodies[0].replaceChildren(...rows);
@@ -253,6 +407,29 @@
     $("events-empty").hidden = rows.length > 0;
   }
 
+  // --- circuit breakers on the Flask side -----------------------------------------------------------
+  async function loadBreakers() {
+    let breakers = [];
+    try {
+      breakers = (await api("GET", "events/breakers")).breakers || [];
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) throw error; // 404: no Flask app reports them
+    }
+    const rows = breakers.map((b) =>
+      el(
+        "tr",
+        { "data-source": b.source, "data-phase": b.phase, "data-state": b.state },
+        el("td", { text: b.source }),
+        el("td", { text: b.phase }),
+        el("td", {}, el("span", { class: `badge ${b.state}`, "data-field": "state", text: b.state.replace("_", " ") })),
+        el("td", { text: b.since ? time(typeof b.since === "number" ? new Date(b.since * 1000).toISOString() : b.since) : "" }),
+        el("td", { text: b.failures ?? "" }),
+      ),
+    );
+    $("breakers").tBodies[0].replaceChildren(...rows);
+    $("breakers-empty").hidden = rows.length > 0;
+  }
+
   // --- the loop and sign-in -------------------------------------------------------------------------
   function showProblem(text) {
     $("problem").textContent = text;
@@ -263,7 +440,7 @@
     busy = true;
     clearTimeout(timer);
     try {
-      await Promise.all([loadJobs(), loadBatches(), loadFlags(), loadEvents()]);
+      await Promise.all([loadJobs(), loadBatches(), loadFlags(), loadEvents(), loadBreakers()]);
       $("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
       showProblem("");
     } catch (error) {
@@ -290,6 +467,9 @@
     clearTimeout(timer);
     sessionStorage.removeItem(TOKEN_KEY);
     jobCache.clear();
+    filesCache.clear();
+    expanded.clear();
+    confirming.clear();
     $("app").hidden = true;
     $("logout").hidden = true;
     $("login").hidden = false;

@@ -78,12 +78,15 @@ def _api(engine: RunPodEngine) -> APIRouter:
         await engine.wait(job, wait_ms / 1000)
         return job.status_object()
 
-    @router.api_route(API + "/status/{job_id}", methods=["GET", "POST"])
+    # One route per method, each with its own operation id, so the OpenAPI document has no duplicates.
+    @router.get(API + "/status/{job_id}", operation_id="status")
+    @router.post(API + "/status/{job_id}", operation_id="status_post")
     async def status(endpoint_id: str, job_id: str, request: Request) -> dict[str, Any]:
         admit("status", endpoint_id, request)  # ?ttl= is accepted and ignored
         return engine.get(job_id).status_object()
 
-    @router.api_route(API + "/status-sync/{job_id}", methods=["GET", "POST"])
+    @router.get(API + "/status-sync/{job_id}", operation_id="status_sync")
+    @router.post(API + "/status-sync/{job_id}", operation_id="status_sync_post")
     async def status_sync(endpoint_id: str, job_id: str, request: Request) -> dict[str, Any]:
         admit("status-sync", endpoint_id, request)
         job = engine.get(job_id)

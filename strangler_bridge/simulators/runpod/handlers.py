@@ -4,6 +4,7 @@ handler, and the mapping of a handler's result (or exception) to a job outcome, 
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import base64
 import contextlib
@@ -214,8 +215,9 @@ def exception_error(exc: BaseException) -> str:
 
 
 def load_handler(spec: str) -> Handler:
-    """A handler from ``module:function``, ``path/to/file.py:function``, or a module/file alone whose import
-    calls ``runpod.serverless.start({"handler": ...})`` (that call is intercepted, so no worker starts)."""
+    """A handler from ``module:function``, ``path/to/file.py:function``, or a module/file alone that calls
+    ``runpod.serverless.start({"handler": ...})``: at import time (that call is intercepted, so no worker
+    starts), or behind ``if __name__ == "__main__":`` (found in the source; the guarded code does not run)."""
     target, _, attribute = spec.rpartition(":") if _has_attribute(spec) else (spec, "", "")
     captured: dict[str, Any] = {}
     with _intercept_serverless_start(captured):
@@ -225,12 +227,44 @@ def load_handler(spec: str) -> Handler:
         if handler is None:
             raise ValueError(f"handler {spec!r}: {target} has no attribute {attribute!r}")
     else:
-        handler = captured.get("handler")
+        handler = captured.get("handler") or _handler_named_in_start_call(module)
         if handler is None:
             raise ValueError(f"handler {spec!r}: name the function ({target}:handler), or call runpod.serverless.start")
     if not callable(handler):
         raise ValueError(f"handler {spec!r} is not callable")
     return handler  # type: ignore[no-any-return]
+
+
+def _handler_named_in_start_call(module: Any) -> Any:
+    """The handler of a ``runpod.serverless.start({"handler": fn})`` call the import did not make (it sits behind
+    ``if __name__ == "__main__":``), found in the module's source, so nothing behind the guard runs.
+
+    The config may be a dict literal or the name of a module-level dict; the handler a module-level name.
+    """
+    try:
+        tree = ast.parse(inspect.getsource(module))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and node.args and _called_name(node.func) == "start"):
+            continue
+        config = node.args[0]
+        if isinstance(config, ast.Name):
+            named = getattr(module, config.id, None)
+            if isinstance(named, dict) and callable(named.get("handler")):
+                return named["handler"]
+            continue
+        if isinstance(config, ast.Dict):
+            for key, value in zip(config.keys, config.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "handler" and isinstance(value, ast.Name):
+                    return getattr(module, value.id, None)
+    return None
+
+
+def _called_name(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return func.id if isinstance(func, ast.Name) else None
 
 
 def _has_attribute(spec: str) -> bool:

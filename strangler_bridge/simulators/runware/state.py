@@ -13,8 +13,9 @@ class Counters:
     """What the simulator was asked to do; enough for a test to prove "no task paid twice" and "never more than N
     concurrent"."""
 
-    requests_received: int = 0
-    first_request_at: float | None = None  # epoch seconds of the first POST /v1 (a test of the segments gate)
+    requests_received: int = 0  # with some work: an authentication task alone counts in ``authentications``
+    first_request_at: float | None = None  # epoch seconds of the first of them (a test of the segments gate)
+    authentications: int = 0
     tasks_received: int = 0
     tasks_rejected: int = 0
     tasks_executed: int = 0
@@ -39,6 +40,7 @@ class Counters:
         return {
             "requests_received": self.requests_received,
             "first_request_at": self.first_request_at,
+            "authentications": self.authentications,
             "tasks_received": self.tasks_received,
             "tasks_rejected": self.tasks_rejected,
             "tasks_executed": self.tasks_executed,
