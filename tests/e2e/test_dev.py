@@ -62,7 +62,7 @@ def test_dev_serves_a_job_from_the_printed_environment_until_ctrl_c(tmp_path: Pa
         )
         assert job.returncode == 0, job.stdout + job.stderr
         assert "completed" in job.stdout
-        assert sorted((tmp_path / "stack" / "artifacts").glob("vid/*/video.mp4"))
+        assert sorted((tmp_path / "stack" / "artifacts").glob("vid/*/video*.mp4"))
 
         started = children_of(dev.pid)
         assert len(started) >= 2  # the API and the worker

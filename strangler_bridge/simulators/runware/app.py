@@ -58,7 +58,8 @@ def _add_runware_routes(app: FastAPI, sim: RunwareSim) -> None:
     @app.post("/v1")
     async def v1(request: Request) -> Response:
         tasks = _task_list(await request.body())
-        if tasks is not None and all(task.get("taskType") == "authentication" for task in tasks):
+        auth_only = tasks is not None and all(task.get("taskType") == "authentication" for task in tasks)
+        if auth_only:
             sim.counters.authentications += 1  # a key check (e.g. strangler-bridge doctor), not work
         else:
             sim.counters.requests_received += 1
@@ -73,7 +74,8 @@ def _add_runware_routes(app: FastAPI, sim: RunwareSim) -> None:
             return _errors(401, [_auth_error("missingApiKey", "An API key is required.")])
         if sim.config.api_key is not None and key != sim.config.api_key:
             return _errors(401, [_auth_error("invalidApiKey", INJECTED_ERRORS[401][1])])
-        status = sim.injected_status()
+        # Injected faults are for work: a key check alone (start-up checks, doctor) must not consume them.
+        status = None if auth_only else sim.injected_status()
         if status is not None:
             code, message = INJECTED_ERRORS[status]
             return _errors(status, [error_item(code, message)])
