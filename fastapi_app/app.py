@@ -7,18 +7,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from fastapi_app import artifact_links, events, flags, health, listing
-from fastapi_app.changes import ChangeHub
-from fastapi_app.client_deadline import ClientDeadlineMiddleware
-from fastapi_app.errors import install_error_handlers
+from fastapi_app.api import artifact_links, events, flags, health, listing
+from fastapi_app.api.client_deadline import ClientDeadlineMiddleware
+from fastapi_app.api.errors import install_error_handlers
+from fastapi_app.api.limits import BodyLimitMiddleware
 from fastapi_app.images import routes as image_routes
-from fastapi_app.limits import BodyLimitMiddleware
 from fastapi_app.logs import LogContextMiddleware
 from fastapi_app.metrics import install_metrics
 from fastapi_app.ops import routes as ops_routes
 from fastapi_app.pipeline import routes as job_routes
 from fastapi_app.renders import routes as render_routes
 from fastapi_app.runtime import Runtime
+from fastapi_app.store.changes import ChangeHub
 from fastapi_app.tts import routes as tts_routes
 from strangler_bridge import __version__
 from strangler_bridge.settings import Settings
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.build(settings)
         runtime.warn_if_evicting()
-        hub = ChangeHub(runtime.aredis, settings.redis_prefix)
+        hub = ChangeHub(runtime.aredis, runtime.keys)
         app.state.runtime = runtime
         app.state.changes = hub
         hub.start()

@@ -4,7 +4,7 @@ Every submission puts its group in the due index (a sorted set scored by deadlin
 small thread that, every ``STRANGLER_RECONCILE_INTERVAL_S``, atomically takes the overdue members (pushing
 their deadline one lease ahead, so two workers never take the same member at once) and enqueues a
 ``reconcile`` task for each; the task submits, waits or polls the provider, and either resolves the member
-or sets its next deadline.
+or sets its next deadline. :data:`RECONCILERS` says what resolves an entry of each kind.
 """
 
 from __future__ import annotations
@@ -12,11 +12,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import redis
 
-from fastapi_app import enqueueing
+from fastapi_app import tasks
+from fastapi_app.batching.kinds import BATCH_WORK, Reconcile
+from fastapi_app.pipeline import orchestrator
 from fastapi_app.runtime import Runtime
+from strangler_bridge.keys import DueKind, DueMember
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +37,35 @@ return due
 def take_due(rt: Runtime, *, now: float, lease_s: float, limit: int = 200) -> list[str]:
     """Atomically take up to ``limit`` overdue members, leasing each for ``lease_s`` seconds."""
     script = rt.redis.register_script(_TAKE_DUE)
-    members = script(keys=[rt.batches.due_key], args=[now, now + lease_s, limit])
+    members = script(keys=[rt.keys.due], args=[now, now + lease_s, limit])
     return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+
+
+def _advance_job(rt: Runtime, due: DueMember) -> None:
+    orchestrator.advance(rt, due.record_id)
+
+
+#: What resolves an overdue entry of each kind: a batch's group through its kind's work, a job by moving it on.
+RECONCILERS: Mapping[DueKind, Reconcile] = MappingProxyType(
+    {**{kind: work.reconcile for kind, work in BATCH_WORK.items()}, DueKind.JOB: _advance_job}
+)
+
+
+def resolve(rt: Runtime, member: str) -> None:
+    """Resolve one overdue entry of the due index; an entry that names no known kind is dropped from it."""
+    try:
+        due = DueMember.parse(member)
+    except ValueError:
+        rt.redis.zrem(rt.keys.due, member)
+        return
+    RECONCILERS[due.kind](rt, due)
 
 
 def reconcile_once(rt: Runtime) -> int:
     """Enqueue a reconcile task for every overdue member; returns how many."""
     members = take_due(rt, now=time.time(), lease_s=max(rt.settings.reconcile_after_s, 5.0))
     for member in members:
-        enqueueing.reconcile(rt, member)
+        tasks.reconcile.enqueue(rt, member)
     return len(members)
 
 

@@ -12,17 +12,18 @@ import redis.asyncio as aredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from fastapi_app.batches import Batch
-from fastapi_app.docstore import DocStore
-from fastapi_app.pipeline.records import JobRecord
-from strangler_bridge.artifacts import LocalArtifactStore
+from fastapi_app.store.batch import Batch
+from fastapi_app.store.docstore import DocStore
+from fastapi_app.store.job import JobRecord
+from strangler_bridge.artifacts import ArtifactStore, open_store
+from strangler_bridge.keys import Keys
 from strangler_bridge.settings import Settings
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from strangler_bridge.providers.runpod import RunPodClient
-    from strangler_bridge.providers.video import VideoClient
+    from strangler_bridge.providers.runpod.client import RunPodClient
+    from strangler_bridge.providers.video.client import VideoClient
 
 
 @dataclass
@@ -34,7 +35,7 @@ class Runtime:
     aredis: aredis.Redis
     batches: DocStore[Batch]
     jobs: DocStore[JobRecord]
-    artifacts: LocalArtifactStore
+    artifacts: ArtifactStore
     http: httpx.Client
     _runpod: RunPodClient | None = field(default=None, repr=False)
     _video: VideoClient | None = field(default=None, repr=False)
@@ -46,6 +47,7 @@ class Runtime:
         url = settings.redis_url or ""
         # Short timeouts so an outage answers 503 quickly instead of hanging requests.
         client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=15)
+        keys = Keys(settings.redis_prefix)
         return cls(
             settings=settings,
             redis=client,
@@ -58,9 +60,9 @@ class Runtime:
                 # retry a refused or closed connection, never a timeout (the command may have run).
                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=(redis.ConnectionError,)),
             ),
-            batches=DocStore(client, settings.redis_prefix, "batch", Batch, settings.record_ttl_s),
-            jobs=DocStore(client, settings.redis_prefix, "job", JobRecord, settings.record_ttl_s),
-            artifacts=LocalArtifactStore(settings.artifacts_dir),
+            batches=DocStore(client, keys, "batch", Batch, settings.record_ttl_s),
+            jobs=DocStore(client, keys, "job", JobRecord, settings.record_ttl_s),
+            artifacts=open_store(settings),
             http=httpx.Client(timeout=settings.http_timeout_s),
         )
 
@@ -75,15 +77,16 @@ class Runtime:
                 "Redis maxmemory-policy is %r: set it to noeviction, or records and queued work may vanish", policy
             )
 
-    def key(self, *parts: object) -> str:
-        """A Redis key under the configured prefix."""
-        return ":".join((self.settings.redis_prefix, *map(str, parts)))
+    @property
+    def keys(self) -> Keys:
+        """The names of every Redis key of this deployment."""
+        return self.batches.keys
 
     @property
     def runpod(self) -> RunPodClient:
         """The RunPod client (built on first use, so a service without phase 1 configured still starts)."""
         if self._runpod is None:
-            from strangler_bridge.providers.runpod import RunPodClient
+            from strangler_bridge.providers.runpod.client import RunPodClient
 
             self._runpod = RunPodClient.from_settings(self.settings)
         return self._runpod
@@ -92,7 +95,7 @@ class Runtime:
     def video(self) -> VideoClient:
         """The video-service client (built on first use)."""
         if self._video is None:
-            from strangler_bridge.providers.video import VideoClient
+            from strangler_bridge.providers.video.client import VideoClient
 
             self._video = VideoClient.from_settings(self.settings)
         return self._video

@@ -12,10 +12,12 @@ from rq.serializers import JSONSerializer
 
 from fastapi_app.images import request_loop
 from fastapi_app.logs import LogContextWorker
-from fastapi_app.queues import QUEUES, queue
 from fastapi_app.reconciler import ReconcilerThread
+from fastapi_app.retention import SweepThread
 from fastapi_app.runtime import Runtime, install_runtime
+from fastapi_app.store.queues import queue
 from fastapi_app.tts.webhook_inbox import InboxThread
+from strangler_bridge.keys import QUEUES
 from strangler_bridge.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,7 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     A ``SimpleWorker`` runs jobs in its own process: jobs are short and idempotent, and skipping a fork
     per job triples throughput on small machines (see docs/DECISIONS.md). The reconciler thread runs beside
     it, so no second tool (cron, rq-scheduler) is needed, and so does the thread applying RunPod's queued
-    webhooks. A ``burst`` worker runs neither.
+    webhooks, and the retention sweep (docs/OPERATIONS.md). A ``burst`` worker runs none of them.
     """
     settings.require_for("worker")
     rt = Runtime.build(settings)
@@ -36,12 +38,14 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     rt.warn_if_evicting()
     reconciler = ReconcilerThread(rt)
     inbox = InboxThread(rt)
+    sweeper = SweepThread(rt)
     if not burst:
         inbox.start()
         # Webhooks that arrived while no worker ran are applied before the reconciler looks for lapsed claims:
         # otherwise it could submit again a group whose result is already waiting here (RunPod paid twice).
         inbox.caught_up.wait(CATCH_UP_S)
         reconciler.start()
+        sweeper.start()
     try:
         rounds = 0
         # RQ's loop ends when Redis goes away; wait for Redis and start a new loop (a fresh RQ name, as the
@@ -54,6 +58,7 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
         request_loop.drain()  # image requests handed off by submit tasks (before their clients close)
         inbox.stop()  # lets the webhooks being applied finish; unread ones wait in Redis for another worker
         reconciler.stop()
+        sweeper.stop()
         rt.close()
 
 

@@ -18,7 +18,14 @@
 """
 
 from flask_plugin.adapters import ParameterAdapter, StepAdapter, StepCall, TtsAdapter
-from flask_plugin.client import (
+from flask_plugin.events import BridgeEvent, EventLog
+from flask_plugin.extension import StranglerBridge, load_settings
+from flask_plugin.flag_cache import FlagCache, FlagSnapshot
+from flask_plugin.imagegen import ImageAdapter
+from flask_plugin.jobs import JobAdapter
+from flask_plugin.state import EXTENSION_KEY, BridgeState
+from flask_plugin.video import VideoAdapter
+from strangler_bridge.client.bridge import (
     IMAGES,
     JOBS,
     TTS,
@@ -29,13 +36,7 @@ from flask_plugin.client import (
     Deadline,
     idempotency_key,
 )
-from flask_plugin.events import BridgeEvent, EventKind, EventLog
-from flask_plugin.extension import StranglerBridge, load_settings
-from flask_plugin.flag_cache import FlagCache, FlagSnapshot
-from flask_plugin.imagegen import ImageAdapter
-from flask_plugin.jobs import JobAdapter
-from flask_plugin.state import EXTENSION_KEY, BridgeState
-from flask_plugin.video import VideoAdapter
+from strangler_bridge.contracts.events import EventKind
 from strangler_bridge.contracts.jobs import ImageOptions, VideoOptions
 
 __all__ = [

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask_plugin.background import BackgroundThread
-from flask_plugin.batches import BatchRoute, Deadline
+from strangler_bridge.client.service import ServiceClient
+from strangler_bridge.client.work import BatchRoute, Deadline
 from strangler_bridge.errors import ServiceError, ServiceUnavailable
 from strangler_bridge.http import NO_RETRY
-from strangler_bridge.service_client import ServiceClient
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from flask_plugin.client import BridgeClient, Deadline
 from strangler_bridge.audio import wav_duration
+from strangler_bridge.client.bridge import BridgeClient, Deadline
 from strangler_bridge.contracts.flags import Phase
 from strangler_bridge.contracts.tts import AudioFormat, TtsBatchCreate, TtsBatchStatus, TtsChunkIn
 from strangler_bridge.errors import ConfigError

@@ -11,8 +11,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, request
 
-from flask_plugin.events import EventKind
 from flask_plugin.state import get_state
+from strangler_bridge.contracts.events import EventKind
 from strangler_bridge.flags import effective_mode
 
 BLUEPRINT_NAME = "strangler_bridge"

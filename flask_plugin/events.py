@@ -11,30 +11,15 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from enum import Enum
 from typing import Any
 
+from strangler_bridge.contracts.events import NOTABLE, EventKind
 from strangler_bridge.contracts.flags import Phase
-
-
-class EventKind(str, Enum):
-    """What happened to one routed call."""
-
-    SERVICE = "service"  # fastapi mode: the service answered
-    FALLBACK = "fallback"  # fastapi mode: the service failed and the legacy code answered
-    SHADOW_MATCH = "shadow_match"  # shadow mode: the service's result matched the legacy one
-    SHADOW_MISMATCH = "shadow_mismatch"  # shadow mode: the results differ
-    SHADOW_ERROR = "shadow_error"  # shadow mode: the service path failed or timed out
-    SHADOW_SKIPPED = "shadow_skipped"  # shadow mode: too much shadow work in flight, this call was not shadowed
-
-
-#: Kinds worth keeping in the ring buffer (the others are only counted).
-NOTABLE = frozenset({EventKind.FALLBACK, EventKind.SHADOW_MISMATCH, EventKind.SHADOW_ERROR, EventKind.SHADOW_SKIPPED})
 
 
 @dataclass(frozen=True)
 class BridgeEvent:
-    """One notable outcome of a routed call."""
+    """One notable outcome of a routed call; :meth:`to_dict` is its wire form (``contracts.events.ReportedEvent``)."""
 
     kind: EventKind
     phase: Phase

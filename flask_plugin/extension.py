@@ -17,8 +17,6 @@ from flask import Flask
 from flask_plugin.abandoned import AbandonedWork
 from flask_plugin.adapters import StepAdapter, TtsAdapter
 from flask_plugin.blueprint import create_blueprint
-from flask_plugin.breaker import BreakerSnapshot, BreakerState, CircuitBreaker
-from flask_plugin.client import BridgeClient
 from flask_plugin.flag_cache import FlagCache
 from flask_plugin.imagegen import ImageAdapter
 from flask_plugin.jobs import JobAdapter
@@ -27,6 +25,8 @@ from flask_plugin.shadow import ShadowRunner
 from flask_plugin.state import EXTENSION_KEY, BridgeState, current_state, get_state
 from flask_plugin.step import StepRouter
 from flask_plugin.video import VideoAdapter
+from strangler_bridge.client.breaker import BreakerSnapshot, BreakerState, CircuitBreaker
+from strangler_bridge.client.bridge import BridgeClient
 from strangler_bridge.contracts.flags import FlagMode, Phase
 from strangler_bridge.errors import ConfigError
 from strangler_bridge.flags import effective_mode

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from flask_plugin.adapters import ParameterAdapter, StepCall, sequence
-from flask_plugin.client import BridgeClient, Deadline
 from flask_plugin.media import file_size, image_size
+from strangler_bridge.client.bridge import BridgeClient, Deadline
 from strangler_bridge.contracts.flags import Phase
 from strangler_bridge.contracts.images import ImageBatchCreate, ImageBatchStatus, ImageFormat, ImageIn
 

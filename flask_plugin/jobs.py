@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from flask_plugin.adapters import ParameterAdapter, StepCall, duration_problem, sequence
-from flask_plugin.client import BridgeClient, Deadline
 from flask_plugin.video import compare_videos
+from strangler_bridge.client.bridge import BridgeClient, Deadline
 from strangler_bridge.contracts.flags import Phase
 from strangler_bridge.contracts.jobs import ImageOptions, JobChunk, JobCreate, JobStatus, VideoOptions
 from strangler_bridge.segments import Segments

@@ -30,15 +30,15 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from flask_plugin.background import BackgroundThread
-from flask_plugin.events import BridgeEvent, EventKind, EventLog
+from flask_plugin.events import BridgeEvent, EventLog
+from strangler_bridge.client.service import ServiceClient
+from strangler_bridge.contracts.events import BREAKER, EVENTS_PATH, EventKind, EventReport
 from strangler_bridge.contracts.flags import Phase
 from strangler_bridge.errors import ServiceUnavailable
 from strangler_bridge.http import NO_RETRY
-from strangler_bridge.service_client import ServiceClient
 
 log = logging.getLogger(__name__)
 
-EVENTS_PATH = "/events"
 #: The longest pause between two tries while the service is unreachable.
 MAX_RETRY_INTERVAL_S = 15.0
 
@@ -165,11 +165,10 @@ class EventReporter:
 
     def _send(self, batch: list[dict[str, Any]], drops: int) -> Literal["sent", "refused", "unreachable"]:
         source = self.source or f"{socket.gethostname()}:{os.getpid()}"
-        report: dict[str, Any] = {"events": batch, "source": source}
-        if drops:
-            report["dropped"] = drops
-        body = json.dumps(report, default=str).encode()
         try:
+            # Built with the service's own model: what it would refuse is refused here, without a round trip.
+            report = EventReport.model_validate({"events": batch, "source": source, "dropped": drops})
+            body = json.dumps(report.model_dump(exclude_defaults=True), default=str).encode()
             self.client.call("POST", EVENTS_PATH, _ignore, policy=NO_RETRY, content=body, timeout=self.timeout_s)
         except ServiceUnavailable as exc:
             if not self._failures:  # once per failure streak, not once per batch
@@ -192,7 +191,7 @@ class EventReporter:
 def breaker_event(phase: Phase, data: dict[str, Any]) -> dict[str, Any]:
     """The JSON-ready ``breaker`` event of one breaker state change (``data``: the breaker's snapshot)."""
     return {
-        "kind": "breaker",
+        "kind": BREAKER,
         "phase": phase.value,
         "video_id": None,
         "detail": data.get("reason") or "",

@@ -8,11 +8,11 @@ from typing import cast
 from flask import Flask, current_app, has_app_context
 
 from flask_plugin.abandoned import AbandonedWork
-from flask_plugin.breaker import CircuitBreaker
-from flask_plugin.client import BridgeClient
 from flask_plugin.events import EventLog
 from flask_plugin.flag_cache import FlagCache
 from flask_plugin.shadow import ShadowRunner
+from strangler_bridge.client.breaker import CircuitBreaker
+from strangler_bridge.client.bridge import BridgeClient
 from strangler_bridge.contracts.flags import Phase
 from strangler_bridge.settings import Settings
 

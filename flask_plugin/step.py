@@ -6,8 +6,8 @@ For each call the phase's flag and the call's video id give the mode (:func:`eff
 - ``fastapi``: the service does the work under ``STRANGLER_SERVICE_TIMEOUT_S`` (given up earlier when the work
   shows no progress for ``STRANGLER_SERVICE_STALL_S``); if it fails and the flag's ``fallback`` is on, the
   failure is logged and counted and the legacy function answers instead. Every request goes through the
-  phase's circuit breaker (:mod:`flask_plugin.breaker`), so once the service is known to fail a fallback costs
-  nothing. Whatever the step created on the service and gave up on is cancelled there in the background.
+  phase's circuit breaker (:mod:`strangler_bridge.client.breaker`), so once the service is known to fail a
+  fallback costs nothing. Whatever the step created on the service and gave up on is cancelled there in the background.
 - ``shadow``: the legacy function answers, untouched; the service does the same work in the background
   (into a temporary directory, under ``STRANGLER_SHADOW_TIMEOUT_S``) and the two results are compared.
 
@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flask_plugin.adapters import StepAdapter, StepCall
-from flask_plugin.breaker import guarding
-from flask_plugin.client import Deadline
-from flask_plugin.events import EventKind
+from strangler_bridge.client.breaker import guarding
+from strangler_bridge.client.bridge import Deadline
+from strangler_bridge.contracts.events import EventKind
 from strangler_bridge.contracts.flags import FlagMode, Phase, PhaseFlag
 from strangler_bridge.errors import DeadlineExceeded, ServiceError
 from strangler_bridge.flags import effective_mode

@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from flask_plugin.client import BridgeClient
 from strangler_bridge.audio import tone_wav
+from strangler_bridge.client.bridge import BridgeClient
 from strangler_bridge.contracts.common import BatchStatus, ItemStatus, Progress
 from strangler_bridge.contracts.flags import FlagSet, Phase, PhaseFlag
 from strangler_bridge.contracts.images import ImageBatchCreate, ImageBatchStatus, ImageResult

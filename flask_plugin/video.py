@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from flask_plugin.adapters import ParameterAdapter, StepCall, duration_problem, sequence
-from flask_plugin.client import BridgeClient, Deadline
 from flask_plugin.media import file_size, mp4_duration
+from strangler_bridge.client.bridge import BridgeClient, Deadline
 from strangler_bridge.contracts.flags import Phase
 from strangler_bridge.contracts.jobs import VideoOptions
 from strangler_bridge.contracts.video import RenderSegmentIn, VideoRenderCreate

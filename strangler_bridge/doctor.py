@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from strangler_bridge.errors import (
+    BridgeError,
     ConfigError,
     ProviderAuthError,
     ProviderError,
@@ -30,9 +31,9 @@ from strangler_bridge.errors import (
 )
 from strangler_bridge.fetch import check_url
 from strangler_bridge.http import NO_RETRY
-from strangler_bridge.providers.runpod import RunPodClient
-from strangler_bridge.providers.runware import RunwareClient
-from strangler_bridge.providers.video import VideoClient
+from strangler_bridge.providers.runpod.client import RunPodClient
+from strangler_bridge.providers.runware.client import RunwareClient
+from strangler_bridge.providers.video.client import VideoClient
 from strangler_bridge.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ def _checks(settings: Settings, timeout_s: float, public_url_patience_s: float) 
         lambda: [check_video(settings, timeout_s)],
         lambda: check_public_url(settings, timeout_s, patience_s=public_url_patience_s),
         lambda: check_fetch_rules(settings),
+        lambda: check_artifacts(settings),
     ]
 
 
@@ -217,6 +219,23 @@ def check_video(settings: Settings, timeout_s: float = TIMEOUT_S) -> Finding:
             f"{settings.video_url} answered HTTP {exc.status_code} to its health route: not the video service?",
         )
     return _ok("video", f"the video service answers at {health_url}")
+
+
+def check_artifacts(settings: Settings) -> list[Finding]:
+    """With an S3 store: whether its bucket exists and takes the credentials (a directory needs no check)."""
+    if not (settings.artifacts_url or "").startswith("s3://"):
+        return []
+    try:
+        from strangler_bridge.s3_store import S3ArtifactStore
+
+        S3ArtifactStore.from_url(
+            settings.artifacts_url or "", endpoint_url=settings.s3_endpoint_url, timeout_s=settings.http_timeout_s
+        ).check()
+    except ImportError:
+        return [_problem("artifacts", "STRANGLER_ARTIFACTS_URL", "an s3:// URL needs the [s3] extra (boto3)")]
+    except BridgeError as exc:
+        return [_problem("artifacts", "STRANGLER_ARTIFACTS_URL", exc.message)]
+    return [_ok("artifacts", f"the bucket of {settings.artifacts_url} answers")]
 
 
 def _unreachable(check: str, setting: str, what: str, exc: ProviderError) -> Finding:

@@ -63,6 +63,10 @@ class NotFound(BridgeError):
     http_status = 404
 
 
+class RecordNotFound(NotFound):
+    """A stored record (a batch, a job) to change does not exist or expired; ``details["record_id"]`` names it."""
+
+
 class Conflict(BridgeError):
     """The request conflicts with stored state (an idempotency key reused with another body, ...)."""
 
@@ -74,6 +78,16 @@ class StoreUnavailable(BridgeError):
     """The state store (Redis) cannot be reached; the request may be retried."""
 
     code = "store_unavailable"
+    http_status = 503
+
+
+class StorageError(BridgeError):
+    """The artifact store (an S3 bucket) refused an operation or could not be reached within its retries.
+
+    The message says what to check (the bucket, the credentials, the endpoint), never a library traceback.
+    """
+
+    code = "storage_error"
     http_status = 503
 
 

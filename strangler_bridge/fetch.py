@@ -13,8 +13,10 @@ Every download follows the same rules:
   policy's tries) :class:`ProviderUnavailable`;
 - **size**: more than ``max_bytes`` (announced or received) is refused, and so is an empty body.
 
-:func:`fetch_stream` / :func:`fetch_bytes` / :func:`fetch_into` run these rules on an :class:`httpx.Client`,
-:func:`afetch_into` on an :class:`httpx.AsyncClient`; the rules themselves are written once, below them.
+:class:`Download` runs these rules on an :class:`httpx.Client` (:meth:`~Download.stream`, :meth:`~Download.into`)
+or an :class:`httpx.AsyncClient` (:meth:`~Download.ainto`); :func:`fetch_stream` and :func:`fetch_bytes` are its
+shorthands. Each rule is written once, and :class:`Meter` is the one size cap (the service client's own file
+downloads count through it too).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import BinaryIO
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import IO
 from urllib.parse import urlsplit
 
 import httpx
@@ -131,76 +134,68 @@ def capped(parts: Iterable[bytes], max_bytes: int) -> Iterator[bytes]:
     meter.done()
 
 
-def _transport_error(exc: httpx.TransportError) -> ProviderUnavailable:
-    return ProviderUnavailable(f"download failed: {type(exc).__name__}", provider=PROVIDER)
+def write_capped(parts: Iterable[bytes], dest: IO[bytes], meter: Meter) -> int:
+    """Write ``parts`` to ``dest`` through ``meter`` (refused once over its limit); returns the bytes written."""
+    for part in parts:
+        dest.write(meter.count(part))
+    return meter.seen
 
 
-def fetch_stream(
-    client: httpx.Client,
-    url: str,
-    *,
-    allow_hosts: Sequence[str],
-    max_bytes: int,
-    headers: dict[str, str] | None = None,
-    retry: RetryPolicy | None = None,
-) -> Iterator[bytes]:
-    """Download ``url`` under the rules above, yielding the body in parts (a large file never fills memory)."""
-    target = check_url(url, allow_hosts)
+@contextmanager
+def _transport_errors() -> Iterator[None]:
+    """A transport failure that outlived the retry policy's tries, as :class:`ProviderUnavailable`."""
     try:
-        response = send(client, target.request(client, headers), retry or RetryPolicy(), stream=True)
-        try:
-            check_response(response, max_bytes)
-            yield from capped(response.iter_bytes(), max_bytes)
-        finally:
-            response.close()
+        yield
     except httpx.TransportError as exc:
-        raise _transport_error(exc) from None
+        raise ProviderUnavailable(f"download failed: {type(exc).__name__}", provider=PROVIDER) from None
+
+
+@dataclass(frozen=True)
+class Download:
+    """One download under the rules above, run on a sync (:meth:`stream`, :meth:`into`) or async (:meth:`ainto`)
+    httpx client: the same checks, request, size cap and error mapping either way."""
+
+    url: str
+    allow_hosts: Sequence[str]
+    max_bytes: int
+    headers: dict[str, str] = field(default_factory=dict)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def stream(self, client: httpx.Client) -> Iterator[bytes]:
+        """The body in parts (a large file never fills memory)."""
+        target = check_url(self.url, self.allow_hosts)
+        with _transport_errors():
+            response = send(client, target.request(client, self.headers), self.retry, stream=True)
+            try:
+                check_response(response, self.max_bytes)
+                yield from capped(response.iter_bytes(), self.max_bytes)
+            finally:
+                response.close()
+
+    def into(self, client: httpx.Client, dest: IO[bytes]) -> int:
+        """The body written to ``dest``; returns the bytes written."""
+        return sum(dest.write(part) for part in self.stream(client))
+
+    async def ainto(self, client: httpx.AsyncClient, dest: IO[bytes]) -> int:
+        """:meth:`into` on an async client (the lookup runs in a thread, so the event loop never blocks on DNS)."""
+        target = await asyncio.to_thread(check_url, self.url, self.allow_hosts)
+        meter = Meter(self.max_bytes)
+        with _transport_errors():
+            response = await asend(client, target.request(client, self.headers), self.retry, stream=True)
+            try:
+                check_response(response, self.max_bytes)
+                async for part in response.aiter_bytes():
+                    dest.write(meter.count(part))
+            finally:
+                await response.aclose()
+        return meter.done()
+
+
+def fetch_stream(client: httpx.Client, url: str, *, allow_hosts: Sequence[str], max_bytes: int) -> Iterator[bytes]:
+    """:meth:`Download.stream` of ``url``."""
+    return Download(url, allow_hosts, max_bytes).stream(client)
 
 
 def fetch_bytes(client: httpx.Client, url: str, *, allow_hosts: Sequence[str], max_bytes: int) -> bytes:
-    """:func:`fetch_stream`, joined."""
-    return b"".join(fetch_stream(client, url, allow_hosts=allow_hosts, max_bytes=max_bytes))
-
-
-def fetch_into(
-    client: httpx.Client,
-    url: str,
-    dest: BinaryIO,
-    *,
-    allow_hosts: Sequence[str],
-    max_bytes: int,
-    headers: dict[str, str] | None = None,
-    retry: RetryPolicy | None = None,
-) -> int:
-    """:func:`fetch_stream` written to ``dest``; returns the bytes written."""
-    written = 0
-    for part in fetch_stream(client, url, allow_hosts=allow_hosts, max_bytes=max_bytes, headers=headers, retry=retry):
-        dest.write(part)
-        written += len(part)
-    return written
-
-
-async def afetch_into(
-    client: httpx.AsyncClient,
-    url: str,
-    dest: BinaryIO,
-    *,
-    allow_hosts: Sequence[str],
-    max_bytes: int,
-    headers: dict[str, str] | None = None,
-    retry: RetryPolicy | None = None,
-) -> int:
-    """The async twin of :func:`fetch_into` (the lookup runs in a thread, so the event loop never blocks on DNS)."""
-    target = await asyncio.to_thread(check_url, url, allow_hosts)
-    meter = Meter(max_bytes)
-    try:
-        response = await asend(client, target.request(client, headers), retry or RetryPolicy(), stream=True)
-        try:
-            check_response(response, max_bytes)
-            async for part in response.aiter_bytes():
-                dest.write(meter.count(part))
-        finally:
-            await response.aclose()
-    except httpx.TransportError as exc:
-        raise _transport_error(exc) from None
-    return meter.done()
+    """:meth:`Download.stream` of ``url``, joined."""
+    return b"".join(Download(url, allow_hosts, max_bytes).stream(client))

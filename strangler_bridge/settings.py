@@ -26,6 +26,7 @@ CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
 #: What redis-py's ``from_url`` accepts (the embedded Redis is a ``unix://`` socket).
 RedisUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["redis", "rediss", "unix"])]
+ArtifactsUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["file", "s3"])]
 
 
 def _split_commas(value: Any) -> Any:
@@ -62,6 +63,27 @@ class Settings(BaseSettings):
     redis_prefix: str = Field("sb", description="Prefix of every Redis key the service writes.")
     record_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="Seconds finished records are kept.")
     artifacts_dir: Path = Field(Path("artifacts"), description="Directory of the local artifact store.")
+    artifacts_url: str | None = Field(
+        None,
+        description="Where artifacts live: `file:///path` or `s3://bucket/prefix` (unset: STRANGLER_ARTIFACTS_DIR).",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, R2, ...); unset: AWS. Credentials: the AWS chain."
+    )
+    s3_public_endpoint_url: str | None = Field(
+        None, description="Endpoint named in presigned URLs, when clients reach the store elsewhere (unset: the same)."
+    )
+    artifacts_sweep_s: float = Field(
+        3600.0,
+        ge=0,
+        description="How often one worker removes artifacts no record names any more (0: never, e.g. with an S3 "
+        "lifecycle rule).",
+    )
+    artifacts_delivery: Literal["redirect", "proxy"] = Field(
+        "redirect",
+        description="With S3: `redirect` sends downloads and the video service to presigned URLs; `proxy` streams "
+        "them through the API.",
+    )
     # --- the service's own HTTP surface -----------------------------------------------------------
     public_url: str = Field(
         "http://127.0.0.1:8000", description="Base URL at which providers reach the service's webhooks."
@@ -81,6 +103,11 @@ class Settings(BaseSettings):
     )
     runpod_api_key: SecretStr | None = Field(None, description="RunPod API key (sent as a Bearer token).")
     tts_group_size: int = Field(5, gt=0, description="Chunks sent to RunPod in one job.")
+    runpod_s3_upload: bool = Field(
+        False,
+        description="With an S3 store: send RunPod the bucket and its keys (s3Config), so a handler may upload its "
+        "audio there and return `audio_key` instead of base64.",
+    )
     # --- Runware (phase 2) ------------------------------------------------------------------------
     runware_url: str = Field("https://api.runware.ai/v1", description="Runware REST endpoint.")
     runware_api_key: SecretStr | None = Field(None, description="Runware API key.")
@@ -88,6 +115,18 @@ class Settings(BaseSettings):
     runware_model: str = Field("runware:100@1", description="Default Runware model (AIR id).")
     runware_lease_s: float = Field(
         15.0, gt=0, description="Lease of a limiter slot; a killed worker's slots free up after this."
+    )
+    # --- reuse and cost ---------------------------------------------------------------------------
+    reuse: bool = Field(
+        True,
+        description="Reuse audio and images already made from identical input instead of paying again "
+        "(`false`: every item goes to its provider).",
+    )
+    runpod_usd_per_s: float | None = Field(
+        None,
+        ge=0,
+        description="Price of one second of the RunPod endpoint's worker (USD), to record TTS cost "
+        "from each job's executionTime.",
     )
     # --- video service (phase 3) ------------------------------------------------------------------
     video_url: str | None = Field(None, description="Base URL of the Express video service.")
@@ -147,9 +186,16 @@ class Settings(BaseSettings):
 
     _split_lists = field_validator("api_tokens", "fetch_allow_hosts", mode="before")(_split_commas)
     _redis_url = field_validator("redis_url")(_url_check(RedisUrl, "redis://127.0.0.1:6379/0"))
-    _http_urls = field_validator("public_url", "runpod_endpoint_url", "runware_url", "video_url", "service_url")(
-        _url_check(AnyHttpUrl, "http://127.0.0.1:8000")
-    )
+    _artifacts_url = field_validator("artifacts_url")(_url_check(ArtifactsUrl, "s3://bucket/prefix"))
+    _http_urls = field_validator(
+        "public_url",
+        "runpod_endpoint_url",
+        "runware_url",
+        "video_url",
+        "service_url",
+        "s3_endpoint_url",
+        "s3_public_endpoint_url",
+    )(_url_check(AnyHttpUrl, "http://127.0.0.1:8000"))
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:

@@ -36,6 +36,31 @@ def redis_url() -> Iterator[str]:
         server.close()
 
 
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The endpoint URL of a real S3 API (moto's server mode) for the session; AWS credentials in the environment."""
+    pytest.importorskip("moto.server")
+    from tests.support.s3 import AWS_ENV, MotoServer
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in AWS_ENV.items():
+            patch.setenv(name, value)
+        server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
+        try:
+            yield server.url
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def s3_settings(settings: Settings, s3_endpoint: str) -> Settings:
+    """:func:`settings` with artifacts in a new bucket of the session's S3 server, under a prefix."""
+    from tests.support.s3 import new_bucket
+
+    url = f"s3://{new_bucket(s3_endpoint)}/artifacts"
+    return settings.model_copy(update={"artifacts_url": url, "s3_endpoint_url": s3_endpoint})
+
+
 @pytest.fixture
 def settings(redis_url: str, tmp_path: Path) -> Settings:
     """Settings for one test: its own Redis key prefix and artifact directory."""

@@ -5,7 +5,7 @@ batch record, and each write parses and rewrites the whole document (~60 KB for 
 image's worker CPU (docs/BENCHMARKS.md, benchmark 1). The images of a batch start and finish almost together,
 so :class:`BatchWrites` starts the first write of a batch at once, in a thread (Redis never blocks the loop),
 and sends the writes for that batch that arrive meanwhile together, in order, in the next single
-:func:`~fastapi_app.batch_ops.update_batch_many`. Each caller still gets its own result or exception, and its
+:func:`~fastapi_app.batching.updates.update_batch_many`. Each caller still gets its own result or exception, and its
 transition is as atomic as alone; it waits at most for the write in flight before its own.
 """
 
@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from fastapi_app.batch_ops import Transition, update_batch_many
-from fastapi_app.batches import Batch
+from fastapi_app.batching.updates import Transition, update_batch_many
 from fastapi_app.runtime import Runtime
-from strangler_bridge.errors import StoreUnavailable
+from fastapi_app.store.batch import Batch
+from strangler_bridge.errors import RecordNotFound, StoreUnavailable
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -46,7 +46,7 @@ class BatchWrites:
     async def apply(self, rt: Runtime, batch_id: str, transition: Transition[R]) -> R:
         """Apply ``transition`` to the batch atomically (with the writes queued beside it); its result.
 
-        Raises what the write raised: ``KeyError`` if the batch does not exist, ``StoreUnavailable``, or the
+        Raises what the write raised: ``RecordNotFound`` if the batch does not exist, ``StoreUnavailable``, or the
         transition's own exception.
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -75,7 +75,7 @@ class BatchWrites:
     async def _write(self, rt: Runtime, batch_id: str, entries: list[_Queued]) -> None:
         try:
             _, results = await asyncio.to_thread(self._write_many, rt, batch_id, [e.transition for e in entries])
-        except (KeyError, StoreUnavailable) as exc:
+        except (RecordNotFound, StoreUnavailable) as exc:
             # The batch is gone, or Redis is: every transition would fail the same way.
             for entry in entries:
                 _settle(entry.future, error=exc)

@@ -2,43 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from fastapi_app import cancelling, enqueueing
-from fastapi_app.auth import require_token
-from fastapi_app.batch_views import (
+from fastapi_app.api.auth import require_token
+from fastapi_app.api.deps import IdempotencyKey, RuntimeDep, Since, Wait
+from fastapi_app.api.views import (
     CANCEL_ERRORS,
     CREATE_ERRORS,
     ERRORS,
     accepted,
     artifact_response,
     read_batch,
-    runtime,
 )
+from fastapi_app.batching import cancel as cancelling
 from fastapi_app.images import service
 from strangler_bridge.contracts.images import ImageBatchCreate, ImageBatchStatus
 
 router = APIRouter(prefix="/imagegen", tags=["imagegen"], dependencies=[Depends(require_token)])
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 @router.post(
     "/batch", status_code=202, response_model=ImageBatchStatus, summary="Create an image batch", responses=CREATE_ERRORS
 )
-def create_batch(body: ImageBatchCreate, request: Request, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+def create_batch(body: ImageBatchCreate, rt: RuntimeDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Store the batch and queue its images for Runware; answers at once with the batch status.
 
     Repeating the request with the same ``Idempotency-Key`` and body returns the same batch (200).
     """
-    rt = runtime(request)
     batch, created = service.create_batch(rt, body, idempotency_key=idempotency_key)
-    # The same create again for a batch its client cancelled on giving up: the work is wanted after all.
-    batch, resumed = (batch, False) if created else cancelling.resume_if_cancelled_by_client(rt, batch)
-    if created or resumed:
-        enqueueing.submit_images(rt, batch.id)
     return accepted(service.to_status(batch), created)
 
 
@@ -51,8 +43,8 @@ def create_batch(body: ImageBatchCreate, request: Request, idempotency_key: Idem
 async def get_batch(
     batch_id: str,
     request: Request,
-    wait: Annotated[float, Query(ge=0, le=60, description="Seconds to wait for a change")] = 0,
-    since: Annotated[int | None, Query(ge=0, description="Version already seen; return once it differs")] = None,
+    wait: Wait = 0,
+    since: Since = None,
 ) -> ImageBatchStatus:
     """The batch's status; with ``wait`` the answer comes as soon as the batch changes (or is finished)."""
     return service.to_status(await read_batch(request, "img", batch_id, wait=wait, since=since))
@@ -75,9 +67,9 @@ def get_image(batch_id: str, index: int, request: Request) -> Response:
     summary="Cancel an image batch",
     responses=CANCEL_ERRORS,
 )
-def cancel(batch_id: str, request: Request) -> ImageBatchStatus:
+def cancel(batch_id: str, rt: RuntimeDep) -> ImageBatchStatus:
     """Stop submitting its images; idempotent (a finished batch is answered as is).
 
     Runware cannot cancel a request in flight: such an image finishes and is kept by its taskUUID for reuse.
     """
-    return service.to_status(cancelling.cancel_requested(runtime(request), "img", batch_id))
+    return service.to_status(cancelling.cancel_requested(rt, "img", batch_id))

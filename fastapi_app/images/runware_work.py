@@ -7,7 +7,7 @@ Runware never got it. So an image is never paid for twice.
 
 Inside a worker, the images of every batch it took are requested concurrently on one event loop
 (:mod:`~fastapi_app.images.request_loop`), so the RQ task returns at once; across workers the Redis
-:class:`~fastapi_app.limiter.Limiter` keeps the number of in-flight Runware requests at the configured limit.
+:class:`~fastapi_app.store.limiter.Limiter` keeps the number of in-flight Runware requests at the configured limit.
 
 The batch writes of an image (its claim, then its result) go through
 :class:`~fastapi_app.images.batch_writes.BatchWrites`, which runs them in a thread and combines those of one
@@ -27,29 +27,27 @@ import uuid
 import httpx
 import redis.asyncio as aredis
 
-from fastapi_app import enqueueing
-from fastapi_app.batch_ops import Transition, past_deadline
-from fastapi_app.batches import (
-    Batch,
+from fastapi_app import tasks
+from fastapi_app.batching.updates import Transition, past_deadline
+from fastapi_app.images.batch_writes import BatchWrites
+from fastapi_app.images.request_loop import batch_writes, gated, request_loop, shared_redis, ssl_context
+from fastapi_app.images.service import artifact_key
+from fastapi_app.metrics.recorders import limiter_wait, provider_call
+from fastapi_app.reuse import work as reuse
+from fastapi_app.runtime import Runtime
+from fastapi_app.store.batch import Batch, FailureCode, GroupStatus
+from fastapi_app.store.batch_transitions import (
     Claim,
-    FailureCode,
-    GroupStatus,
     ItemResult,
     claim_group,
     complete_group,
     delivery_tag,
-    due_member,
     fail_attempt,
     reject_group,
     release_claim,
 )
-from fastapi_app.docstore import Effects
-from fastapi_app.images.batch_writes import BatchWrites
-from fastapi_app.images.request_loop import batch_writes, gated, request_loop, shared_redis, ssl_context
-from fastapi_app.images.service import artifact_key
-from fastapi_app.limiter import Limiter
-from fastapi_app.metrics.recorders import limiter_wait, provider_call
-from fastapi_app.runtime import Runtime
+from fastapi_app.store.docstore import Effects
+from fastapi_app.store.limiter import Limiter
 from strangler_bridge.contracts.images import ImageBatchCreate, ImageFormat
 from strangler_bridge.errors import (
     InvalidInput,
@@ -57,9 +55,11 @@ from strangler_bridge.errors import (
     ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
+    RecordNotFound,
 )
 from strangler_bridge.fetch import fetch_bytes
-from strangler_bridge.providers.runware import AsyncRunwareClient, ImageResult, ImageTask, InferenceOutcome
+from strangler_bridge.keys import DueKind, DueMember
+from strangler_bridge.providers.runware.client import AsyncRunwareClient, ImageResult, ImageTask, InferenceOutcome
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +67,26 @@ log = logging.getLogger(__name__)
 def limiter(rt: Runtime, client: aredis.Redis) -> Limiter:
     """The cluster-wide Runware limiter."""
     settings = rt.settings
-    return Limiter(client, rt.key("limiter", "runware"), settings.runware_concurrency, lease_s=settings.runware_lease_s)
+    return Limiter(client, rt.keys.limiter("runware"), settings.runware_concurrency, lease_s=settings.runware_lease_s)
 
 
 def submit_batch(rt: Runtime, batch_id: str) -> None:
-    """Hand every open image of a batch to this process's request loop and return (see ``request_loop``)."""
+    """Hand every open image of a batch to this process's request loop and return (see ``request_loop``), after
+    reusing what identical images made."""
+    prepared = reuse.prepare(rt, batch_id)
     batch = rt.batches.load(batch_id)
     if batch is None or batch.status.terminal:
         return
-    todo = [g.no for g in batch.groups if g.status in (GroupStatus.PENDING, GroupStatus.SUBMITTING)]
+    # A held image (its output kept, or identical to one in flight) is not sent: reuse completes it.
+    todo = [
+        g.no
+        for g in batch.groups
+        if g.status in (GroupStatus.PENDING, GroupStatus.SUBMITTING) and not batch.item(g.indexes[0]).waiting
+    ]
     if todo:
         request = ImageBatchCreate.model_validate(batch.request)
         request_loop(rt.settings).submit(_submit_many(rt, batch_id, todo, request))
+    reuse.reuse_kept(rt, prepared)  # while the loop sends the others: the copies are off their critical path
 
 
 def submit_group(rt: Runtime, batch_id: str, no: int, request: ImageBatchCreate) -> None:
@@ -128,7 +136,7 @@ async def _submit_one(
                     b, no, now=time.time(), lease_s=lease, max_attempts=attempts, new_provider_id=_new_task_uuid
                 ),
             )
-        except KeyError:
+        except RecordNotFound:
             return
         if claim is None or claim.provider_id is None:
             return
@@ -199,7 +207,7 @@ async def apply_outcome(
     if unrecorded:
         await asyncio.to_thread(rt.artifacts.delete, unrecorded)
     if again:
-        await asyncio.to_thread(enqueueing.submit_images, rt, batch_id)
+        await asyncio.to_thread(tasks.submit_images.enqueue, rt, batch_id)
 
 
 def outcome_transition(
@@ -279,15 +287,21 @@ def _failed(
 
 def reconcile_group(rt: Runtime, batch_id: str, no: int) -> None:
     """Resolve an overdue image: submit it, or recover a lapsed submission through ``getResponse``."""
-    member = due_member("img", batch_id, no)
+    member = DueMember(DueKind.IMAGES, batch_id, no).format()
     batch = rt.batches.load(batch_id)
     if batch is None or batch.status.terminal or not 0 <= no < len(batch.groups) or batch.group(no).status.terminal:
-        rt.redis.zrem(rt.batches.due_key, member)
+        rt.redis.zrem(rt.keys.due, member)
         return
     if past_deadline(rt, batch):
         return
     group = batch.group(no)
     if group.status is GroupStatus.SUBMITTING and (group.claim_until or 0) > time.time():
-        rt.redis.zadd(rt.batches.due_key, {member: group.claim_until or 0})
+        rt.redis.zadd(rt.keys.due, {member: group.claim_until or 0})
         return
+    if group.status is GroupStatus.PENDING:
+        reuse.reuse_kept(rt, reuse.prepare(rt, batch_id, {no}))
+        after = rt.batches.load(batch_id)
+        if after is not None and after.item(group.indexes[0]).waiting:  # the identical image in flight completes it
+            rt.redis.zadd(rt.keys.due, {member: time.time() + max(rt.settings.reconcile_after_s, 5.0)})
+            return
     submit_group(rt, batch_id, no, ImageBatchCreate.model_validate(batch.request))

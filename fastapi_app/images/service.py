@@ -2,52 +2,45 @@
 
 from __future__ import annotations
 
-import time
-
-from fastapi_app.batch_views import as_time
-from fastapi_app.batches import Batch, new_batch, open_groups_due, request_hash
-from fastapi_app.docstore import Effects
+from fastapi_app.api import limits
+from fastapi_app.batching import creating
 from fastapi_app.runtime import Runtime
-from strangler_bridge.contracts.images import ImageBatchCreate, ImageBatchStatus, ImageFormat, ImageResult
-from strangler_bridge.errors import InvalidInput
-from strangler_bridge.ids import new_id
-from strangler_bridge.settings import Settings
-
-
-def check_limits(body: ImageBatchCreate, settings: Settings) -> None:
-    """Enforce the configured limits, naming the field at fault."""
-    if len(body.images) > settings.max_chunks:
-        raise InvalidInput(f"images: at most {settings.max_chunks} images per batch", field="images")
-    for position, image in enumerate(body.images):
-        if len(body.prompt_for(image)) > min(settings.max_text_chars, 3000):
-            raise InvalidInput(
-                f"images.{position}.prompt: with the style, at most {min(settings.max_text_chars, 3000)} characters",
-                field=f"images.{position}.prompt",
-            )
+from fastapi_app.store.batch import Batch
+from strangler_bridge.contracts.common import as_time
+from strangler_bridge.contracts.images import (
+    MAX_PROMPT_CHARS,
+    ImageBatchCreate,
+    ImageBatchStatus,
+    ImageFormat,
+    ImageResult,
+)
 
 
 def create_batch(
     rt: Runtime, body: ImageBatchCreate, *, idempotency_key: str | None, job_id: str | None = None
 ) -> tuple[Batch, bool]:
-    """Store a new image batch (one provider task per image). Returns ``(batch, created)``."""
-    check_limits(body, rt.settings)
-    indexes = [image.index or 0 for image in body.images]
-    batch = new_batch(
-        new_id("img"),
-        "img",
-        indexes,
-        1,
-        body.model_dump(mode="json"),
-        video_id=body.video_id,
-        job_id=job_id,
-        deadline_s=rt.settings.imagegen_deadline_s,
-        now=time.time(),
+    """Store a new image batch (one provider task per image) and queue its submission. Returns ``(batch, created)``."""
+    limits.check_items(
+        body.images,
+        body.prompt_for,
+        rt.settings,
+        field="images",
+        part="prompt",
+        per="batch",
+        max_chars=min(rt.settings.max_text_chars, MAX_PROMPT_CHARS),
+        counted="with the style, ",
     )
-    effects = Effects(due=open_groups_due(batch, time.time() + rt.settings.reconcile_after_s))
-    # A pipeline job's step is made under the job's own key, in a namespace no client key can reach.
-    key = f"{job_id}:img" if job_id else idempotency_key
-    idem = (key, request_hash(body)) if key else None
-    return rt.batches.create(batch, effects, idem=idem, internal_idem=job_id is not None, index="img")
+    return creating.create_batch(
+        rt,
+        "img",
+        body,
+        indexes=[image.index or 0 for image in body.images],
+        group_size=1,
+        deadline_s=rt.settings.imagegen_deadline_s,
+        video_id=body.video_id,
+        idempotency_key=idempotency_key,
+        job_id=job_id,
+    )
 
 
 def to_status(batch: Batch) -> ImageBatchStatus:
@@ -71,6 +64,7 @@ def to_status(batch: Batch) -> ImageBatchStatus:
                 error=item.error,
                 provider_task_uuid=item.provider_id or batch.group(item.group).provider_id,
                 attempts=batch.group(item.group).attempt,
+                reused=item.reused,
             )
             for item in batch.items
         ],
@@ -78,6 +72,8 @@ def to_status(batch: Batch) -> ImageBatchStatus:
         version=batch.version,
         error=batch.error,
         metadata=request.metadata,
+        reused=batch.reused,
+        cost_saved=batch.cost_saved,
     )
 
 

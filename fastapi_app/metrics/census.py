@@ -1,6 +1,6 @@
 """Metrics computed at scrape time: jobs by state, queue depths, the due index, the webhook inbox, limiter slots.
 
-Jobs are counted over the job index (the newest :data:`~fastapi_app.docstore.INDEX_SIZE` jobs). A completed
+Jobs are counted over the job index (the newest :data:`~fastapi_app.store.docstore.INDEX_SIZE` jobs). A completed
 job never changes again, so each API process remembers which ones it has seen completed and re-reads only
 the others (queued, running, failed or cancelled: few) at each scrape; the first scrape reads them all once.
 
@@ -22,15 +22,15 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from rq import Worker
 
-from fastapi_app.breakers import BREAKER_STATES, Breaker, breakers_key
-from fastapi_app.docstore import INDEX_SIZE
 from fastapi_app.metrics.families import STEP_DURATION
-from fastapi_app.metrics.store import histograms_key
-from fastapi_app.queues import QUEUES, queue
 from fastapi_app.runtime import Runtime
-from fastapi_app.tts.webhook_inbox import stream_key
+from fastapi_app.store.breakers import Breaker
+from fastapi_app.store.docstore import INDEX_SIZE
+from fastapi_app.store.queues import queue
 from strangler_bridge.contracts.common import BatchStatus
+from strangler_bridge.contracts.events import BREAKER_STATES
 from strangler_bridge.contracts.flags import Phase
+from strangler_bridge.keys import QUEUES
 
 _HARVEST = """
 local n = 0
@@ -52,11 +52,6 @@ LIMITERS = ("runware",)
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def seen_key(prefix: str) -> str:
-    """The sorted set of step attempts already counted (scored by when)."""
-    return f"{prefix}:metrics:steps_seen"
 
 
 def finished_steps(job_id: str, doc: dict[str, Any]) -> Iterator[tuple[str, str, str, float]]:
@@ -82,7 +77,7 @@ class JobCensus:
             return self._count(rt)
 
     def _count(self, rt: Runtime) -> Counter[str]:
-        ids = [_text(i) for i in rt.redis.zrevrange(rt.jobs.index_key("job"), 0, INDEX_SIZE - 1)]
+        ids = [_text(i) for i in rt.redis.zrevrange(rt.keys.index("job"), 0, INDEX_SIZE - 1)]
         cached = [i for i in ids if i in self._completed]
         with rt.redis.pipeline(transaction=False) as pipe:
             for job_id in cached:
@@ -109,7 +104,6 @@ class JobCensus:
 
 def harvest(rt: Runtime, steps: Iterable[tuple[str, str, str, float]]) -> int:
     """Add each not yet counted step attempt to the step-duration histogram; returns how many were new."""
-    prefix = rt.settings.redis_prefix
     now = time.time()
     script = rt.redis.register_script(_HARVEST)
     args: list[str | float] = []
@@ -118,12 +112,12 @@ def harvest(rt: Runtime, steps: Iterable[tuple[str, str, str, float]]) -> int:
         values = (step, status)
         args += [member, STEP_DURATION.bucket(values, seconds), STEP_DURATION.total(values), seconds]
         if len(args) >= _HARVEST_CHUNK * 4:
-            added += int(script(keys=[seen_key(prefix), histograms_key(prefix)], args=[now, *args]))
+            added += int(script(keys=[rt.keys.steps_seen, rt.keys.histograms], args=[now, *args]))
             args = []
     if args:
-        added += int(script(keys=[seen_key(prefix), histograms_key(prefix)], args=[now, *args]))
+        added += int(script(keys=[rt.keys.steps_seen, rt.keys.histograms], args=[now, *args]))
     # Attempts are remembered as long as their job can be: records expire after STRANGLER_RECORD_TTL_S.
-    rt.redis.zremrangebyscore(seen_key(prefix), "-inf", now - rt.settings.record_ttl_s - 3600)
+    rt.redis.zremrangebyscore(rt.keys.steps_seen, "-inf", now - rt.settings.record_ttl_s - 3600)
     return added
 
 
@@ -144,7 +138,7 @@ def breaker_gauges(rt: Runtime) -> list[Metric]:
         labels=["phase", "state"],
     )
     counts: Counter[tuple[str, str]] = Counter()
-    for raw in rt.redis.hvals(breakers_key(rt)):
+    for raw in rt.redis.hvals(rt.keys.breakers):
         breaker = Breaker.model_validate_json(raw)
         counts[(breaker.phase, breaker.state)] += 1
     for phase in Phase:
@@ -170,7 +164,7 @@ def queue_gauges(rt: Runtime) -> list[Metric]:
 
 def due_gauges(rt: Runtime) -> list[Metric]:
     """The due index: unfinished work with deadlines, and how much of it is overdue."""
-    key = rt.batches.due_key
+    key = rt.keys.due
     items = GaugeMetricFamily("strangler_due_items", "Unfinished provider work and jobs with a reconcile deadline.")
     items.add_metric([], rt.redis.zcard(key))
     overdue = GaugeMetricFamily(
@@ -185,7 +179,7 @@ def inbox_gauges(rt: Runtime) -> list[Metric]:
     pending = GaugeMetricFamily(
         "strangler_webhook_inbox_pending", "RunPod webhooks answered and waiting for a worker to apply them."
     )
-    pending.add_metric([], rt.redis.xlen(stream_key(rt)))
+    pending.add_metric([], rt.redis.xlen(rt.keys.tts_inbox))
     return [pending]
 
 
@@ -196,6 +190,6 @@ def limiter_gauges(rt: Runtime) -> list[Metric]:
     seconds, micros = rt.redis.time()
     now = seconds + micros / 1e6  # the limiter scores leases by the Redis server's clock
     for name in LIMITERS:
-        in_use.add_metric([name], rt.redis.zcount(rt.key("limiter", name), f"({now}", "+inf"))
+        in_use.add_metric([name], rt.redis.zcount(rt.keys.limiter(name), f"({now}", "+inf"))
         limit.add_metric([name], rt.settings.runware_concurrency)
     return [in_use, limit]

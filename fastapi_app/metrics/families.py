@@ -130,6 +130,28 @@ TERMINAL_FAILURES = Family(
     "(and builder_failed for segments).",
     ("phase", "reason"),
 )
+PROVIDER_COST = Family(
+    "strangler_provider_cost_usd",
+    "counter",
+    "What provider work cost (USD), as reported (Runware, the video service) or priced from RunPod's "
+    "executionTime and STRANGLER_RUNPOD_USD_PER_S.",
+    ("provider",),
+    always=(("runpod",), ("runware",), ("video",)),
+)
+REUSED_ITEMS = Family(
+    "strangler_reused_items",
+    "counter",
+    "Chunks and images completed from identical work already made (or in flight) instead of a provider call.",
+    ("phase",),
+    always=(("tts",), ("imagegen",)),
+)
+REUSE_COST_SAVED = Family(
+    "strangler_reuse_cost_saved_usd",
+    "counter",
+    "Provider cost (USD) the reused items had when first made: what reuse saved.",
+    ("phase",),
+    always=(("tts",), ("imagegen",)),
+)
 BRIDGE_EVENT_KINDS = ("service", "fallback", "shadow_match", "shadow_mismatch", "shadow_error", "shadow_skipped")
 BRIDGE_EVENTS = Family(
     "strangler_bridge_events",
@@ -159,6 +181,9 @@ FAMILIES: dict[str, Family] = {
         STEP_DURATION,
         LIMITER_WAIT,
         TERMINAL_FAILURES,
+        PROVIDER_COST,
+        REUSED_ITEMS,
+        REUSE_COST_SAVED,
         BRIDGE_EVENTS,
         BRIDGE_EVENTS_DROPPED,
     )

@@ -37,11 +37,11 @@ def provider_call(rt: Runtime, provider: str, operation: str) -> Iterator[None]:
         increments = Increments()
         increments.inc(PROVIDER_CALLS, (provider, operation, outcome))
         increments.observe(PROVIDER_LATENCY, (provider, operation), time.monotonic() - started)
-        record(rt.redis, rt.settings.redis_prefix, increments)
+        record(rt.redis, rt.keys, increments)
 
 
 def limiter_wait(rt: Runtime, limiter: str, seconds: float) -> None:
     """Count the time one request waited for a slot of ``limiter``."""
     increments = Increments()
     increments.observe(LIMITER_WAIT, (limiter,), seconds)
-    record(rt.redis, rt.settings.redis_prefix, increments)
+    record(rt.redis, rt.keys, increments)

@@ -18,18 +18,9 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from fastapi_app.metrics.families import FAMILIES, SUM, Family, bucket_bounds, parse_field
+from strangler_bridge.keys import Keys
 
 log = logging.getLogger(__name__)
-
-
-def counters_key(prefix: str) -> str:
-    """The hash of counter samples."""
-    return f"{prefix}:metrics:counters"
-
-
-def histograms_key(prefix: str) -> str:
-    """The hash of histogram buckets and sums."""
-    return f"{prefix}:metrics:histograms"
 
 
 class Increments:
@@ -52,12 +43,12 @@ class Increments:
     def __bool__(self) -> bool:
         return bool(self.counters or self.histograms)
 
-    def queue(self, pipe: redis.client.Pipeline | aredis.client.Pipeline, prefix: str) -> None:
+    def queue(self, pipe: redis.client.Pipeline | aredis.client.Pipeline, keys: Keys) -> None:
         """Queue the additions on a Redis pipeline."""
         for name, amount in self.counters.items():
-            pipe.hincrbyfloat(counters_key(prefix), name, amount)
+            pipe.hincrbyfloat(keys.counters, name, amount)
         for name, amount in self.histograms.items():
-            pipe.hincrbyfloat(histograms_key(prefix), name, amount)
+            pipe.hincrbyfloat(keys.histograms, name, amount)
 
     def merge(self, other: Increments) -> None:
         """Add another set of increments to this one."""
@@ -67,13 +58,13 @@ class Increments:
             self.histograms[name] += amount
 
 
-def record(client: redis.Redis, prefix: str, increments: Increments) -> None:
+def record(client: redis.Redis, keys: Keys, increments: Increments) -> None:
     """Write increments now (workers). Metrics never break the work: a Redis error is logged and dropped."""
     if not increments:
         return
     try:
         with client.pipeline(transaction=False) as pipe:
-            increments.queue(pipe, prefix)
+            increments.queue(pipe, keys)
             pipe.execute()
     except redis.RedisError as exc:
         log.warning("metrics not recorded: redis unavailable (%s)", type(exc).__name__)
@@ -82,8 +73,8 @@ def record(client: redis.Redis, prefix: str, increments: Increments) -> None:
 class MetricBuffer:
     """Increments kept in this process until :meth:`flush` (the API process)."""
 
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
         self._pending = Increments()
         self._lock = threading.Lock()  # the events route may record from the thread pool
 
@@ -105,7 +96,7 @@ class MetricBuffer:
             return
         try:
             async with client.pipeline(transaction=False) as pipe:
-                pending.queue(pipe, self.prefix)
+                pending.queue(pipe, self.keys)
                 await pipe.execute()
         except redis.RedisError:
             with self._lock:
@@ -114,10 +105,10 @@ class MetricBuffer:
             raise
 
 
-def stored_families(client: redis.Redis, prefix: str) -> list[Metric]:
+def stored_families(client: redis.Redis, keys: Keys) -> list[Metric]:
     """Every counter and histogram family with the samples stored in Redis (families without samples too)."""
-    counters = client.hgetall(counters_key(prefix))
-    histograms = client.hgetall(histograms_key(prefix))
+    counters = client.hgetall(keys.counters)
+    histograms = client.hgetall(keys.histograms)
     counter_families = {
         f.name: CounterMetricFamily(f.name, f.help, labels=f.labels) for f in FAMILIES.values() if f.kind == "counter"
     }

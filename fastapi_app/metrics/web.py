@@ -23,6 +23,7 @@ from fastapi_app.metrics.census import JobCensus, gauges
 from fastapi_app.metrics.families import HTTP_DURATION, HTTP_REQUESTS, WEBHOOKS
 from fastapi_app.metrics.store import MetricBuffer, stored_families
 from fastapi_app.runtime import Runtime
+from strangler_bridge.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class _Snapshot(Collector):
 
 def collect(rt: Runtime, census: JobCensus) -> list[Metric]:
     """Every family: counters and histograms stored in Redis, then the scrape-time gauges (blocking I/O)."""
-    return [*gauges(rt, census), *stored_families(rt.redis, rt.settings.redis_prefix)]
+    return [*gauges(rt, census), *stored_families(rt.redis, rt.keys)]
 
 
 @router.get(
@@ -133,7 +134,7 @@ async def _flush_forever(app: FastAPI, buffer: MetricBuffer) -> None:
 
 def install_metrics(app: FastAPI) -> None:
     """Add ``GET /metrics``, the counting middleware, and a lifespan task flushing the API's counts to Redis."""
-    buffer = MetricBuffer(app.state.settings.redis_prefix)
+    buffer = MetricBuffer(Keys(app.state.settings.redis_prefix))
     app.state.metrics_buffer = buffer
     app.state.job_census = JobCensus()
     app.include_router(router)

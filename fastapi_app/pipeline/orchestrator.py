@@ -17,22 +17,24 @@ import logging
 import time
 from collections.abc import Callable
 
-from fastapi_app import cancelling, enqueueing
-from fastapi_app.artifact_links import link
-from fastapi_app.batch_ops import count_failure
-from fastapi_app.batches import Batch, GroupStatus
-from fastapi_app.docstore import Effects
+from fastapi_app.api.artifact_links import link
+from fastapi_app.batching import cancel as cancelling
+from fastapi_app.batching.kinds import BATCH_WORK
+from fastapi_app.batching.updates import count_failure
 from fastapi_app.images import service as image_service
-from fastapi_app.pipeline.records import JobRecord, StepRecord, fail_step, finish_step, job_due, start_step
 from fastapi_app.renders import service as render_service
 from fastapi_app.runtime import Runtime
+from fastapi_app.store.batch import GroupStatus
+from fastapi_app.store.docstore import Effects
+from fastapi_app.store.job import JobRecord, StepRecord, fail_step, finish_step, job_due, start_step
 from fastapi_app.tts import service as tts_service
 from strangler_bridge.contracts.common import BatchStatus, ItemStatus
 from strangler_bridge.contracts.images import MAX_PROMPT_CHARS, ImageBatchCreate, ImageIn
 from strangler_bridge.contracts.jobs import JobCreate, StepName, VideoOptions
 from strangler_bridge.contracts.tts import TtsBatchCreate, TtsChunkIn
 from strangler_bridge.contracts.video import RenderSegmentIn, VideoRenderCreate
-from strangler_bridge.errors import BridgeError
+from strangler_bridge.errors import BridgeError, RecordNotFound
+from strangler_bridge.keys import DueKind
 from strangler_bridge.segments import SegmentInput, Segments, load_builder
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ def advance(rt: Runtime, job_id: str) -> None:
     # A safety net: if the event that should wake this job is lost, the reconciler brings it back.
     job = rt.jobs.load(job_id)
     if job is not None and not job.status.terminal:
-        rt.redis.zadd(rt.batches.due_key, {job_due(job_id): time.time() + max(rt.settings.reconcile_after_s, 5.0)})
+        rt.redis.zadd(rt.keys.due, {job_due(job).format(): time.time() + max(rt.settings.reconcile_after_s, 5.0)})
 
 
 def _batch_step(rt: Runtime, job: JobRecord, step: StepRecord, create: BatchFactory) -> bool:
@@ -81,13 +83,8 @@ def _batch_step(rt: Runtime, job: JobRecord, step: StepRecord, create: BatchFact
     if batch.status is BatchStatus.FAILED:
         _fail(rt, job, step.name, batch.error or "the batch failed")
     elif any(g.status is GroupStatus.PENDING for g in batch.groups):
-        _submit(rt, batch)
+        BATCH_WORK[DueKind(batch.kind)].submit(rt, batch.id)
     return False
-
-
-def _submit(rt: Runtime, batch: Batch) -> None:
-    submit = {"tts": enqueueing.submit_tts, "img": enqueueing.submit_images, "vid": enqueueing.submit_render}
-    submit[batch.kind](rt, batch.id)
 
 
 def _create_tts(rt: Runtime, job: JobRecord) -> str:
@@ -97,10 +94,9 @@ def _create_tts(rt: Runtime, job: JobRecord) -> str:
         voice=request.voice,
         video_id=request.video_id,
         metadata={"job_id": job.id},
+        reuse=request.reuse is not False,
     )
-    batch, created = tts_service.create_batch(rt, body, idempotency_key=None, job_id=job.id)
-    if created:
-        enqueueing.submit_tts(rt, batch.id)
+    batch, _ = tts_service.create_batch(rt, body, idempotency_key=None, job_id=job.id)
     return batch.id
 
 
@@ -158,7 +154,9 @@ def _create_images(rt: Runtime, job: JobRecord) -> str:
     # already refused a prompt the client wrote that would not).
     room = MAX_PROMPT_CHARS - (len(request.image_style) + 2 if request.image_style else 0)
     body = ImageBatchCreate(
-        images=[ImageIn(prompt=s.image_prompt[:room], index=s.index) for s in segments.segments],
+        images=[
+            ImageIn(prompt=s.image_prompt[:room], index=s.index, seed=request.images.seed) for s in segments.segments
+        ],
         width=request.images.width,
         height=request.images.height,
         model=request.images.model,
@@ -166,10 +164,9 @@ def _create_images(rt: Runtime, job: JobRecord) -> str:
         format=request.images.format,
         video_id=request.video_id,
         metadata={"job_id": job.id},
+        reuse=request.reuse,
     )
-    batch, created = image_service.create_batch(rt, body, idempotency_key=None, job_id=job.id)
-    if created:
-        enqueueing.submit_images(rt, batch.id)
+    batch, _ = image_service.create_batch(rt, body, idempotency_key=None, job_id=job.id)
     return batch.id
 
 
@@ -207,9 +204,7 @@ def _create_render(rt: Runtime, job: JobRecord) -> str:
         video_id=request.video_id,
         metadata={"job_id": job.id},
     )
-    batch, created = render_service.create_render(rt, body, idempotency_key=None, job_id=job.id)
-    if created:
-        enqueueing.submit_render(rt, batch.id)
+    batch, _ = render_service.create_render(rt, body, idempotency_key=None, job_id=job.id)
     return batch.id
 
 
@@ -236,7 +231,7 @@ def cancel_provider_work(rt: Runtime, job_id: str) -> None:
             continue
         try:
             batch, running = cancelling.stop_batch(rt, batch_id)
-        except KeyError:
+        except RecordNotFound:
             continue
         cancelling.cancel_at_provider(rt, batch.kind, running)
 

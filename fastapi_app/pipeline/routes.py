@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 
-from fastapi_app import enqueueing
-from fastapi_app.auth import require_token
-from fastapi_app.batch_views import CREATE_ERRORS, ERRORS, accepted, runtime
-from fastapi_app.batches import Batch
-from fastapi_app.changes import wait_for_change
+from fastapi_app.api import downloads
+from fastapi_app.api.auth import require_token
+from fastapi_app.api.deps import IdempotencyKey, RuntimeDep, Since, Wait
+from fastapi_app.api.views import CREATE_ERRORS, ERRORS, accepted
 from fastapi_app.pipeline import service
-from fastapi_app.pipeline.records import JobRecord
 from fastapi_app.runtime import Runtime
+from fastapi_app.store.batch import Batch
+from fastapi_app.store.changes import wait_for_change
+from fastapi_app.store.job import JobRecord
 from strangler_bridge.contracts.common import BatchStatus, ErrorResponse
 from strangler_bridge.contracts.jobs import JobCreate, JobFiles, JobStatus, StepName
 from strangler_bridge.errors import NotFound
 from strangler_bridge.ids import is_valid_id
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_token)])
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 CONFLICT: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     409: {"model": ErrorResponse, "description": "The job is not in a state that allows this"},
@@ -53,15 +53,12 @@ def _load(rt: Runtime, job_id: str) -> JobRecord:
 
 
 @router.post("", status_code=202, response_model=JobStatus, summary="Create a pipeline job", responses=CREATE_ERRORS)
-async def create_job(body: JobCreate, request: Request, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+async def create_job(body: JobCreate, rt: RuntimeDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Store the job and start it: TTS, then segments.json, then images, then the video render.
 
     Repeating the request with the same ``Idempotency-Key`` and body returns the same job (200).
     """
-    rt = runtime(request)
     job, created = await run_in_threadpool(service.create_job, rt, body, idempotency_key=idempotency_key)
-    if created:
-        await run_in_threadpool(enqueueing.advance_job, rt, job.id)
     return accepted(await _status(rt, job), created)
 
 
@@ -69,15 +66,15 @@ async def create_job(body: JobCreate, request: Request, idempotency_key: Idempot
 async def get_job(
     job_id: str,
     request: Request,
-    wait: Annotated[float, Query(ge=0, le=60, description="Seconds to wait for a change")] = 0,
-    since: Annotated[int | None, Query(ge=0, description="Version already seen; return once it differs")] = None,
+    rt: RuntimeDep,
+    wait: Wait = 0,
+    since: Since = None,
 ) -> JobStatus:
     """The job with per-step status and progress; with ``wait``, as soon as the job changes (or finishes).
 
     Progress inside a step (chunks or images done) does not change the job's version; poll with a short
     ``wait`` to follow it.
     """
-    rt = runtime(request)
     _check(job_id)
 
     async def load() -> JobRecord | None:
@@ -99,32 +96,28 @@ async def get_job(
 
 
 @router.post("/{job_id}/retry", response_model=JobStatus, summary="Resume a failed job", responses=CONFLICT)
-async def retry_job(job_id: str, request: Request) -> JobStatus:
+async def retry_job(job_id: str, rt: RuntimeDep) -> JobStatus:
     """Resume from the first unfinished step, reusing every chunk, image and file already produced."""
-    rt = runtime(request)
     job = await run_in_threadpool(service.retry, rt, _check(job_id))
     return await _status(rt, job)
 
 
 @router.post("/{job_id}/cancel", response_model=JobStatus, summary="Cancel a job", responses=CONFLICT)
-async def cancel_job(job_id: str, request: Request) -> JobStatus:
+async def cancel_job(job_id: str, rt: RuntimeDep) -> JobStatus:
     """Stop new submissions now and cancel provider work where the provider allows it."""
-    rt = runtime(request)
     job = await run_in_threadpool(service.cancel, rt, _check(job_id))
     return await _status(rt, job)
 
 
 def _artifact(rt: Runtime, key: str | None, what: str, media_type: str) -> Response:
-    path = rt.artifacts.local_path(key) if key else None
-    if key is None or path is None or not path.is_file():
+    if key is None:
         raise NotFound(f"{what} is not ready")
-    return FileResponse(path, media_type=media_type, filename=path.name)
+    return downloads.serve(rt, key, media_type, what=what)
 
 
 @router.get("/{job_id}/files", response_model=JobFiles, summary="Links to the job's files", responses=ERRORS)
-def get_files(job_id: str, request: Request) -> JobFiles:
+def get_files(job_id: str, rt: RuntimeDep) -> JobFiles:
     """Signed, expiring links (no token needed) to the audio, images, segments.json and video made so far."""
-    rt = runtime(request)
     return service.files(rt, _load(rt, job_id))
 
 
@@ -134,9 +127,8 @@ def get_files(job_id: str, request: Request) -> JobFiles:
     response_class=Response,
     responses={**ERRORS, 200: {"content": {"application/json": {}}}},
 )
-def get_segments(job_id: str, request: Request) -> Response:
+def get_segments(job_id: str, rt: RuntimeDep) -> Response:
     """Segments with start/end times from the TTS durations and one image prompt each."""
-    rt = runtime(request)
     return _artifact(rt, _load(rt, job_id).segments_key, "segments.json", "application/json")
 
 
@@ -146,9 +138,8 @@ def get_segments(job_id: str, request: Request) -> Response:
     response_class=Response,
     responses={**ERRORS, 200: {"content": {"video/mp4": {}}}},
 )
-def get_video(job_id: str, request: Request) -> Response:
+def get_video(job_id: str, rt: RuntimeDep) -> Response:
     """The video file, once the job is completed."""
-    rt = runtime(request)
     job = _load(rt, job_id)
     render = rt.batches.load(job.step(StepName.VIDEO).batch_id or "")
     key = render.items[0].artifact if render is not None and job.status is BatchStatus.COMPLETED else None

@@ -5,34 +5,35 @@ from __future__ import annotations
 import contextlib
 import time
 
-from fastapi_app import enqueueing
-from fastapi_app.artifact_links import signed_path
-from fastapi_app.batch_ops import update_batch
-from fastapi_app.batch_views import as_time
-from fastapi_app.batches import Batch, cancel_batch, request_hash, retry_failed
-from fastapi_app.docstore import Effects
-from fastapi_app.pipeline.records import JobRecord, cancel_job, job_due, retry_job
+from fastapi_app import tasks
+from fastapi_app.api import limits
+from fastapi_app.api.artifact_links import signed_path
+from fastapi_app.batching.updates import update_batch
 from fastapi_app.runtime import Runtime
-from strangler_bridge.contracts.common import BatchStatus, ItemStatus, Progress
+from fastapi_app.store.batch import Batch, request_hash
+from fastapi_app.store.batch_transitions import cancel_batch, retry_failed
+from fastapi_app.store.docstore import Effects
+from fastapi_app.store.job import JobRecord, cancel_job, job_due, retry_job
+from strangler_bridge.contracts.common import BatchStatus, ItemStatus, Progress, as_time
 from strangler_bridge.contracts.jobs import JobCreate, JobFile, JobFiles, JobStatus, StepName, StepStatus
-from strangler_bridge.errors import Conflict, InvalidInput, NotFound
+from strangler_bridge.errors import Conflict, NotFound, RecordNotFound
 from strangler_bridge.ids import new_id
 
 
 def create_job(rt: Runtime, body: JobCreate, *, idempotency_key: str | None) -> tuple[JobRecord, bool]:
-    """Store a new job (or find the one made under the same idempotency key). Returns ``(job, created)``."""
-    settings = rt.settings
-    if len(body.chunks) > settings.max_chunks:
-        raise InvalidInput(f"chunks: at most {settings.max_chunks} chunks per job", field="chunks")
-    for position, chunk in enumerate(body.chunks):
-        if len(chunk.text) > settings.max_text_chars:
-            raise InvalidInput(
-                f"chunks.{position}.text: at most {settings.max_text_chars} characters", field=f"chunks.{position}.text"
-            )
+    """Store a new job (or find the one made under the same idempotency key) and start it if it is new.
+
+    Returns ``(job, created)``.
+    """
+    limits.check_items(body.chunks, lambda chunk: chunk.text, rt.settings, field="chunks", part="text", per="job")
     job = JobRecord(id=new_id("job"), request=body.model_dump(mode="json"), video_id=body.video_id)
-    effects = Effects(due={job_due(job.id): time.time() + settings.reconcile_after_s})
+    # Due at once in the reconciler's index: if the process dies before the job is queued, it is started.
+    effects = Effects(due={job_due(job): time.time() + rt.settings.reconcile_after_s})
     idem = (idempotency_key, request_hash(body)) if idempotency_key else None
-    return rt.jobs.create(job, effects, idem=idem, index="job")
+    job, created = rt.jobs.create(job, effects, idem=idem, index="job")
+    if created:
+        tasks.advance_job.enqueue(rt, job.id)
+    return job, created
 
 
 def files(rt: Runtime, job: JobRecord) -> JobFiles:
@@ -85,9 +86,12 @@ def to_status(job: JobRecord, batches: dict[str, Batch]) -> JobStatus:
                 provider_ids=record.provider_ids,
                 cost=record.cost if record.cost is not None else (batch.total_cost if batch else None),
                 error=record.error,
+                reused=batch.reused if batch else 0,
+                cost_saved=batch.cost_saved if batch else None,
             )
         )
     costs = [step.cost for step in steps if step.cost is not None]
+    saved = [step.cost_saved for step in steps if step.cost_saved is not None]
     current = job.current()
     rendered = job.step(StepName.VIDEO).batch_id is not None  # a job created with "video": null has no video
     return JobStatus(
@@ -109,6 +113,8 @@ def to_status(job: JobRecord, batches: dict[str, Batch]) -> JobStatus:
         version=job.version,
         error=job.error,
         metadata=JobCreate.model_validate(job.request).metadata,
+        reused=sum(step.reused for step in steps),
+        cost_saved=round(sum(saved), 6) if saved else None,
     )
 
 
@@ -116,17 +122,17 @@ def retry(rt: Runtime, job_id: str) -> JobRecord:
     """Resume a failed or cancelled job from its first unfinished step, reusing everything already made."""
     try:
         job, step = rt.jobs.update(job_id, retry_job)
-    except KeyError:
+    except RecordNotFound:
         raise NotFound(f"no job {job_id!r}") from None
     if step is None:
         raise Conflict(f"job {job_id} is {job.status.value}; only failed or cancelled jobs can be retried")
     for name in (StepName.TTS, StepName.IMAGEGEN, StepName.VIDEO):
         batch_id = job.step(name).batch_id
-        # An expired batch (KeyError) fails the step again with that reason.
+        # An expired batch (RecordNotFound) fails the step again with that reason.
         if batch_id and job.step(name).status is not ItemStatus.COMPLETED:
-            with contextlib.suppress(KeyError):
+            with contextlib.suppress(RecordNotFound):
                 update_batch(rt, batch_id, lambda b: retry_failed(b, now=time.time()))
-    enqueueing.advance_job(rt, job_id)
+    tasks.advance_job.enqueue(rt, job_id)
     return job
 
 
@@ -134,12 +140,12 @@ def cancel(rt: Runtime, job_id: str) -> JobRecord:
     """Stop new submissions at once; provider work still running is cancelled by a worker."""
     try:
         job, running = rt.jobs.update(job_id, lambda j: cancel_job(j, now=time.time()))
-    except KeyError:
+    except RecordNotFound:
         raise NotFound(f"no job {job_id!r}") from None
     if job.status is not BatchStatus.CANCELLED:
         raise Conflict(f"job {job_id} is already {job.status.value}")
     if running is not None and running.batch_id:
-        with contextlib.suppress(KeyError):
+        with contextlib.suppress(RecordNotFound):
             update_batch(rt, running.batch_id, cancel_batch)
-    enqueueing.cancel_provider_work(rt, job_id)
+    tasks.cancel_provider_work.enqueue(rt, job_id)
     return job

@@ -2,36 +2,28 @@
 
 from __future__ import annotations
 
-import time
-
-from fastapi_app.batch_views import as_time
-from fastapi_app.batches import Batch, new_batch, open_groups_due, request_hash
-from fastapi_app.docstore import Effects
+from fastapi_app.batching import creating
 from fastapi_app.runtime import Runtime
+from fastapi_app.store.batch import Batch
+from strangler_bridge.contracts.common import as_time
 from strangler_bridge.contracts.video import VideoRenderCreate, VideoRenderStatus
-from strangler_bridge.ids import new_id
 
 
 def create_render(
     rt: Runtime, body: VideoRenderCreate, *, idempotency_key: str | None, job_id: str | None = None
 ) -> tuple[Batch, bool]:
-    """Store a new render (a batch of one item). Returns ``(batch, created)``."""
-    batch = new_batch(
-        new_id("vid"),
+    """Store a new render (a batch of one item) and queue it for the video service. Returns ``(batch, created)``."""
+    return creating.create_batch(
+        rt,
         "vid",
-        [0],
-        1,
-        body.model_dump(mode="json"),
-        video_id=body.video_id,
-        job_id=job_id,
+        body,
+        indexes=[0],
+        group_size=1,
         deadline_s=rt.settings.video_deadline_s,
-        now=time.time(),
+        video_id=body.video_id,
+        idempotency_key=idempotency_key,
+        job_id=job_id,
     )
-    effects = Effects(due=open_groups_due(batch, time.time() + rt.settings.reconcile_after_s))
-    # A pipeline job's step is made under the job's own key, in a namespace no client key can reach.
-    key = f"{job_id}:vid" if job_id else idempotency_key
-    idem = (key, request_hash(body)) if key else None
-    return rt.batches.create(batch, effects, idem=idem, internal_idem=job_id is not None, index="vid")
 
 
 def to_status(batch: Batch) -> VideoRenderStatus:

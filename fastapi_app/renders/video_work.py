@@ -5,7 +5,9 @@ an idempotency key, so a lapsed claim resubmits the same id without rendering tw
 a new id on the next attempt.
 
 The video service downloads the segments' audio and images itself; a job's render takes them from this
-service's API through signed links. While the API does not answer (restarting, say) such a render is held
+service's API through signed links, or, with an S3 store, straight from the bucket through presigned URLs made
+when the render is sent (the stored request keeps the signed links, so rebuilding it gives the same body).
+While the API does not answer (restarting, say) a render whose assets it serves is held
 back rather than sent to fail: a failed render costs one of its attempts and a new render. The hold is
 bounded, so a worker that cannot reach the API while the video service can still gets the render sent.
 """
@@ -19,29 +21,34 @@ import time
 
 import httpx
 
-from fastapi_app import enqueueing
-from fastapi_app.batch_ops import discard_unrecorded, past_deadline, update_batch
-from fastapi_app.batches import (
-    Batch,
-    FailureCode,
-    GroupStatus,
+from fastapi_app import tasks
+from fastapi_app.api.artifact_links import fetch_url
+from fastapi_app.batching.updates import discard_unrecorded, past_deadline, update_batch
+from fastapi_app.metrics.recorders import provider_call
+from fastapi_app.renders.service import artifact_key
+from fastapi_app.runtime import Runtime
+from fastapi_app.store.batch import Batch, FailureCode, GroupStatus
+from fastapi_app.store.batch_transitions import (
     ItemResult,
     claim_group,
     complete_group,
     delivery_tag,
-    due_member,
     fail_attempt,
     record_submission,
     reject_group,
     release_claim,
 )
-from fastapi_app.metrics.recorders import provider_call
-from fastapi_app.renders.service import artifact_key
-from fastapi_app.runtime import Runtime
-from fastapi_app.signing import sign
 from strangler_bridge.contracts.video import VideoRenderCreate
-from strangler_bridge.errors import ProviderAuthError, ProviderError, ProviderNotFound, ProviderRejected
-from strangler_bridge.providers.video import RenderOptions, RenderRequest, RenderSegment, RenderState, RenderStatus
+from strangler_bridge.errors import ProviderAuthError, ProviderError, ProviderNotFound, ProviderRejected, RecordNotFound
+from strangler_bridge.keys import DueKind, DueMember
+from strangler_bridge.providers.video.client import (
+    RenderOptions,
+    RenderRequest,
+    RenderSegment,
+    RenderState,
+    RenderStatus,
+)
+from strangler_bridge.signing import sign
 from strangler_bridge.video_file import check_video
 
 log = logging.getLogger(__name__)
@@ -65,8 +72,8 @@ def assets_unreachable(rt: Runtime, batch: Batch) -> str | None:
     worker's requests anywhere, and their outages are not ours to wait out.
     """
     first_audio = VideoRenderCreate.model_validate(batch.request).segments[0].audio_url
-    if not first_audio.startswith(rt.settings.public_link("/")):
-        return None
+    if not first_audio.startswith(rt.settings.public_link("/")) or fetch_url(rt, first_audio) != first_audio:
+        return None  # not ours, or fetched straight from the object store
     try:
         response = rt.http.get(rt.settings.public_link("/healthz"), timeout=ASSET_PROBE_TIMEOUT_S)
     except httpx.HTTPError as exc:
@@ -85,7 +92,7 @@ def _held_for_assets(rt: Runtime, batch_id: str) -> bool:
     if reason is None:
         return False
     log.warning("render %s held back: %s", batch_id, reason)
-    rt.redis.zadd(rt.batches.due_key, {due_member("vid", batch_id, 0): time.time() + ASSET_RECHECK_S})
+    rt.redis.zadd(rt.keys.due, {DueMember(DueKind.VIDEO, batch_id).format(): time.time() + ASSET_RECHECK_S})
     return True
 
 
@@ -107,14 +114,21 @@ def submit(rt: Runtime, batch_id: str) -> None:
                 new_provider_id=lambda: f"{batch_id}-{secrets.token_hex(4)}",
             ),
         )
-    except KeyError:
+    except RecordNotFound:
         return
     if claim is None or claim.provider_id is None:
         return
     body = VideoRenderCreate.model_validate(batch.request)
     request = RenderRequest(
         render_id=claim.provider_id,
-        segments=[RenderSegment(**segment.model_dump()) for segment in body.segments],
+        segments=[
+            RenderSegment(
+                **segment.model_dump(exclude={"audio_url", "image_url"}),
+                audio_url=fetch_url(rt, segment.audio_url),
+                image_url=fetch_url(rt, segment.image_url),
+            )
+            for segment in body.segments
+        ],
         options=RenderOptions(width=body.options.width, height=body.options.height, fps=body.options.fps),
         callback_url=callback_url(rt, batch_id),
         metadata={"render": batch_id, "video_id": body.video_id},
@@ -142,10 +156,10 @@ def submit(rt: Runtime, batch_id: str) -> None:
 
 def reconcile(rt: Runtime, batch_id: str) -> None:
     """Submit a pending render, or ask the video service how a submitted one is doing (and collect it)."""
-    member = due_member("vid", batch_id, 0)
+    member = DueMember(DueKind.VIDEO, batch_id).format()
     batch = rt.batches.load(batch_id)
     if batch is None or batch.status.terminal:
-        rt.redis.zrem(rt.batches.due_key, member)
+        rt.redis.zrem(rt.keys.due, member)
         return
     if past_deadline(rt, batch):
         return
@@ -157,7 +171,7 @@ def reconcile(rt: Runtime, batch_id: str) -> None:
         submit(rt, batch_id)
         return
     if group.status is GroupStatus.SUBMITTING or group.provider_id is None:
-        rt.redis.zadd(rt.batches.due_key, {member: group.claim_until or now + rt.settings.reconcile_after_s})
+        rt.redis.zadd(rt.keys.due, {member: group.claim_until or now + rt.settings.reconcile_after_s})
         return
     render_id = group.provider_id
     try:
@@ -168,14 +182,14 @@ def reconcile(rt: Runtime, batch_id: str) -> None:
         return
     except ProviderError as exc:
         log.warning("video status of %s failed: %s", render_id, exc)
-        rt.redis.zadd(rt.batches.due_key, {member: now + rt.settings.reconcile_after_s})
+        rt.redis.zadd(rt.keys.due, {member: now + rt.settings.reconcile_after_s})
         return
     if status.status is RenderState.COMPLETED:
         _collect(rt, batch, group.attempt, render_id, status)
     elif status.status.terminal:
         _fail(rt, batch_id, group.attempt, f"render {status.status.value}: {status.error or 'no reason given'}")
     else:
-        rt.redis.zadd(rt.batches.due_key, {member: now + min(rt.settings.reconcile_after_s, 2.0)})
+        rt.redis.zadd(rt.keys.due, {member: now + min(rt.settings.reconcile_after_s, 2.0)})
 
 
 def _collect(rt: Runtime, batch: Batch, attempt: int, render_id: str, status: RenderStatus) -> None:
@@ -210,7 +224,9 @@ def _collect(rt: Runtime, batch: Batch, attempt: int, render_id: str, status: Re
             return
         buffer.seek(0)
         size = rt.artifacts.put(key, iter(lambda: buffer.read(1 << 20), b""))
-    result = ItemResult(index=0, artifact=key, content_type="video/mp4", size_bytes=size, provider_id=render_id)
+    result = ItemResult(
+        index=0, artifact=key, content_type="video/mp4", size_bytes=size, cost=status.cost, provider_id=render_id
+    )
     attempts = rt.settings.provider_attempts
     after, _ = update_batch(
         rt, batch_id, lambda b: complete_group(b, 0, [result], max_attempts=attempts, now=time.time())
@@ -236,4 +252,4 @@ def _fail(rt: Runtime, batch_id: str, attempt: int, reason: str, *, keep_submiss
         ),
     )
     if again:
-        enqueueing.submit_render(rt, batch_id)
+        tasks.submit_render.enqueue(rt, batch_id)

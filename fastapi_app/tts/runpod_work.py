@@ -19,41 +19,42 @@ from typing import BinaryIO
 
 import httpx
 
-from fastapi_app import enqueueing
-from fastapi_app.batch_ops import Transition, discard_unrecorded, past_deadline, update_batch, update_batch_many
-from fastapi_app.batches import (
-    Batch,
+from fastapi_app import tasks
+from fastapi_app.batching.updates import Transition, discard_unrecorded, past_deadline, update_batch, update_batch_many
+from fastapi_app.metrics.recorders import provider_call
+from fastapi_app.reuse import work as reuse
+from fastapi_app.runtime import Runtime
+from fastapi_app.store.batch import Batch, FailureCode, GroupStatus
+from fastapi_app.store.batch_transitions import (
     Claim,
-    FailureCode,
-    GroupStatus,
     ItemResult,
     claim_group,
     complete_group,
     delivery_tag,
-    due_member,
     fail_attempt,
     record_submission,
     reject_group,
     release_claim,
 )
-from fastapi_app.docstore import Effects
-from fastapi_app.metrics.recorders import provider_call
-from fastapi_app.runtime import Runtime
-from fastapi_app.signing import sign
+from fastapi_app.store.docstore import Effects
 from fastapi_app.tts.service import artifact_key
 from strangler_bridge.audio import audio_duration
 from strangler_bridge.contracts.tts import AudioFormat, TtsBatchCreate
 from strangler_bridge.errors import (
     BridgeError,
+    InvalidInput,
+    NotFound,
     ProviderAuthError,
     ProviderError,
     ProviderNotFound,
     ProviderRejected,
     ProviderUnavailable,
+    RecordNotFound,
 )
 from strangler_bridge.fetch import fetch_stream
 from strangler_bridge.http import UNSENT_ERRORS
-from strangler_bridge.providers.runpod import (
+from strangler_bridge.keys import DueKind, DueMember
+from strangler_bridge.providers.runpod.client import (
     LOCAL_STATUS_TIMEOUT_S,
     RunPodJob,
     RunPodStatus,
@@ -61,6 +62,8 @@ from strangler_bridge.providers.runpod import (
     parse_tts_output,
     tts_input,
 )
+from strangler_bridge.settings import Settings
+from strangler_bridge.signing import sign
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +82,15 @@ def webhook_url(rt: Runtime, batch_id: str, no: int, attempt: int) -> str:
 
 
 def submit_batch(rt: Runtime, batch_id: str) -> None:
-    """Submit every group of a batch that is not yet with RunPod."""
+    """Submit every group of a batch that is not yet with RunPod (after reusing what identical chunks made)."""
+    prepared = reuse.prepare(rt, batch_id)
     batch = rt.batches.load(batch_id)
     if batch is None or batch.status.terminal:
         return
     for group in batch.groups:
         if group.status in (GroupStatus.PENDING, GroupStatus.SUBMITTING):
             submit_group(rt, batch_id, group.no)
+    reuse.reuse_kept(rt, prepared)  # after the submissions: the copies are off their critical path
 
 
 def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
@@ -103,7 +108,7 @@ def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
         batch, claim = update_batch(
             rt, batch_id, lambda b: claim_group(b, no, now=now, lease_s=lease, max_attempts=attempts)
         )
-    except KeyError:
+    except RecordNotFound:
         return
     if claim is None:
         return
@@ -117,7 +122,9 @@ def submit_group(rt: Runtime, batch_id: str, no: int) -> None:
     )
     try:
         with _claim_kept(rt, batch_id, claim, lease), provider_call(rt, "runpod", "run"):
-            job = rt.runpod.run(payload, webhook=webhook_url(rt, batch_id, no, claim.attempt))
+            job = rt.runpod.run(
+                payload, webhook=webhook_url(rt, batch_id, no, claim.attempt), s3_config=upload_grant(rt, batch_id)
+            )
     except (ProviderRejected, ProviderAuthError, ProviderNotFound) as exc:  # 4xx: retrying cannot help
         reason = f"RunPod rejected the job: {exc}"
         log.warning("runpod rejected batch %s group %s: %s", batch_id, no, reason)
@@ -197,13 +204,13 @@ def _claim_kept(rt: Runtime, batch_id: str, claim: Claim, lease_s: float) -> Ite
         if group.status is not GroupStatus.SUBMITTING or group.claim != claim.token:
             return Effects(changed=False), None
         group.claim_until = time.time() + lease_s
-        return Effects(due={due_member("tts", batch_id, claim.no): group.claim_until}), None
+        return Effects(due={batch.due(claim.no): group.claim_until}), None
 
     def keep() -> None:
         while not done.wait(lease_s / 3):
             try:
                 rt.batches.update(batch_id, renew)
-            except (BridgeError, KeyError) as exc:
+            except BridgeError as exc:
                 log.warning("could not renew the claim on batch %s group %s: %s", batch_id, claim.no, exc)
 
     keeper = threading.Thread(target=keep, name=f"claim-{batch_id}-{claim.no}", daemon=True)
@@ -279,7 +286,7 @@ def apply_jobs(rt: Runtime, batch_id: str, deliveries: Sequence[Delivery]) -> li
         for (position, _), ok in zip(completions, done, strict=True):
             applied[position] = ok
         if any(g.status is GroupStatus.PENDING for g in after.groups) and not after.status.terminal:
-            enqueueing.submit_tts(rt, batch_id)  # items an output lacked go out again
+            tasks.submit_tts.enqueue(rt, batch_id)  # items an output lacked go out again
     return applied
 
 
@@ -303,7 +310,7 @@ def _fail(rt: Runtime, batch_id: str, no: int, attempt: int, reason: str, *, kee
     )
     _, again = update_batch(rt, batch_id, transition)
     if again:
-        enqueueing.submit_tts(rt, batch_id)
+        tasks.submit_tts.enqueue(rt, batch_id)
 
 
 def describe_failure(job: RunPodJob) -> str:
@@ -338,12 +345,25 @@ def _store_chunks(
 ) -> None:
     wanted = set(indexes)
     delivery = delivery_tag()
-    for chunk in parse_tts_output(job.output):
+    chunks = parse_tts_output(job.output)
+    share = job_cost(rt.settings, job, len(chunks))
+    for chunk in chunks:
         if chunk.index not in wanted:
             continue
         wanted.discard(chunk.index)  # a chunk listed twice in one output is stored once
         key = artifact_key(batch_id, chunk.index, fmt, delivery)
-        if chunk.audio_url and not chunk.audio_base64:
+        if chunk.audio_key and not chunk.audio_base64:
+            # Uploaded by the handler to our bucket: copied (streamed) under this delivery's own key, like a download.
+            uploaded = _uploaded_key(rt, batch_id, chunk.audio_key)
+            try:
+                source = rt.artifacts.open(uploaded)
+            except NotFound:
+                raise ProviderRejected(f"audio_key {chunk.audio_key!r} does not exist", provider="runpod") from None
+            with source:
+                size = rt.artifacts.put(key, _blocks(source))
+            with rt.artifacts.open(key) as stored:
+                duration = _measured(chunk.index, stored, size, fmt)
+        elif chunk.audio_url and not chunk.audio_base64:
             # A download goes straight to the store, so a 50 MB file never sits in the worker's memory; its
             # duration is then measured from the stored file.
             settings = rt.settings
@@ -364,9 +384,43 @@ def _store_chunks(
                 content_type=fmt.content_type,
                 size_bytes=size,
                 duration_s=duration,
+                cost=share,
                 provider_id=job.id,
             )
         )
+
+
+def _blocks(source: BinaryIO) -> Iterator[bytes]:
+    yield from iter(lambda: source.read(1 << 20), b"")
+
+
+def upload_grant(rt: Runtime, batch_id: str) -> dict[str, str] | None:
+    """The ``s3Config`` for a job of this batch (``STRANGLER_RUNPOD_S3_UPLOAD`` with an S3 store), else None."""
+    if not rt.settings.runpod_s3_upload:
+        return None
+    return rt.artifacts.upload_grant(f"uploads/tts/{batch_id}")
+
+
+def _uploaded_key(rt: Runtime, batch_id: str, name: str) -> str:
+    """The key of an object a handler reports, refused unless it lies below this batch's upload path."""
+    try:
+        key = rt.artifacts.key_of(name)
+    except InvalidInput as exc:
+        raise ProviderRejected(f"audio_key {name!r}: {exc.message}", provider="runpod") from None
+    if not key.startswith(f"uploads/tts/{batch_id}/"):
+        raise ProviderRejected(f"audio_key {name!r} is not below this batch's upload path", provider="runpod")
+    return key
+
+
+def job_cost(settings: Settings, job: RunPodJob, chunks: int) -> float | None:
+    """Each chunk's share of what a RunPod job cost: its ``executionTime`` times the endpoint's price per second.
+
+    ``None`` when the price (``STRANGLER_RUNPOD_USD_PER_S``) or the time is unknown. The job's chunks share it
+    evenly: RunPod bills the job, not the chunk.
+    """
+    if settings.runpod_usd_per_s is None or job.execution_time_ms is None or chunks <= 0:
+        return None
+    return round(job.execution_time_ms / 1000 * settings.runpod_usd_per_s / chunks, 9)
 
 
 def _measured(index: int, stream: BinaryIO, size: int, fmt: AudioFormat) -> float:
@@ -388,10 +442,10 @@ def _audio_bytes(audio_base64: str | None) -> bytes:
 
 def reconcile_group(rt: Runtime, batch_id: str, no: int) -> None:
     """Resolve a group whose deadline passed: submit it, wait for its claim, or ask RunPod for its status."""
-    member = due_member("tts", batch_id, no)
+    member = DueMember(DueKind.TTS, batch_id, no).format()
     batch = rt.batches.load(batch_id)
     if batch is None or batch.status.terminal or not 0 <= no < len(batch.groups) or batch.group(no).status.terminal:
-        rt.redis.zrem(rt.batches.due_key, member)
+        rt.redis.zrem(rt.keys.due, member)
         return
     if past_deadline(rt, batch):
         return
@@ -400,14 +454,15 @@ def reconcile_group(rt: Runtime, batch_id: str, no: int) -> None:
     if group.status is GroupStatus.PENDING or (
         group.status is GroupStatus.SUBMITTING and (group.claim_until or 0) <= now
     ):
+        reuse.reuse_kept(rt, reuse.prepare(rt, batch_id, {no}))
         submit_group(rt, batch_id, no)
         return
     if group.status is GroupStatus.SUBMITTING or group.provider_id is None:
-        rt.redis.zadd(rt.batches.due_key, {member: group.claim_until or now + rt.settings.reconcile_after_s})
+        rt.redis.zadd(rt.keys.due, {member: group.claim_until or now + rt.settings.reconcile_after_s})
         return
     if is_local_test_job(group.provider_id):
         # That status call runs the job: no other reconcile may ask (and find it gone) while it does.
-        rt.redis.zadd(rt.batches.due_key, {member: now + LOCAL_STATUS_TIMEOUT_S})
+        rt.redis.zadd(rt.keys.due, {member: now + LOCAL_STATUS_TIMEOUT_S})
     try:
         with provider_call(rt, "runpod", "status"):
             job = rt.runpod.status(group.provider_id)
@@ -416,9 +471,9 @@ def reconcile_group(rt: Runtime, batch_id: str, no: int) -> None:
         return
     except ProviderError as exc:
         log.warning("runpod status for batch %s group %s failed: %s", batch_id, no, exc)
-        rt.redis.zadd(rt.batches.due_key, {member: now + rt.settings.reconcile_after_s})
+        rt.redis.zadd(rt.keys.due, {member: now + rt.settings.reconcile_after_s})
         return
     if job.status.terminal:
         apply_job(rt, batch_id, no, group.attempt, job)
     else:
-        rt.redis.zadd(rt.batches.due_key, {member: time.time() + _poll_after_s(rt, job.id)})
+        rt.redis.zadd(rt.keys.due, {member: time.time() + _poll_after_s(rt, job.id)})

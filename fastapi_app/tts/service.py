@@ -2,53 +2,33 @@
 
 from __future__ import annotations
 
-import time
-
-from fastapi_app.batch_views import as_time
-from fastapi_app.batches import Batch, new_batch, open_groups_due, request_hash
-from fastapi_app.docstore import Effects
+from fastapi_app.api import limits
+from fastapi_app.batching import creating
 from fastapi_app.runtime import Runtime
+from fastapi_app.store.batch import Batch
+from strangler_bridge.contracts.common import as_time
 from strangler_bridge.contracts.tts import AudioFormat, TtsBatchCreate, TtsBatchStatus, TtsChunkResult
-from strangler_bridge.errors import InvalidInput
-from strangler_bridge.ids import new_id
-from strangler_bridge.settings import Settings
-
-
-def check_limits(body: TtsBatchCreate, settings: Settings) -> None:
-    """Enforce the configured limits, naming the field at fault."""
-    if len(body.chunks) > settings.max_chunks:
-        raise InvalidInput(f"chunks: at most {settings.max_chunks} chunks per batch", field="chunks")
-    for position, chunk in enumerate(body.chunks):
-        if len(chunk.text) > settings.max_text_chars:
-            raise InvalidInput(
-                f"chunks.{position}.text: at most {settings.max_text_chars} characters", field=f"chunks.{position}.text"
-            )
 
 
 def create_batch(
     rt: Runtime, body: TtsBatchCreate, *, idempotency_key: str | None, job_id: str | None = None
 ) -> tuple[Batch, bool]:
-    """Store a new batch (or find the one made under the same idempotency key). Returns ``(batch, created)``."""
-    check_limits(body, rt.settings)
-    indexes = [index for index, _ in body.indexed()]
-    batch = new_batch(
-        new_id("tts"),
+    """Store a new batch (or find the one made under the same idempotency key) and queue its submission.
+
+    Returns ``(batch, created)``.
+    """
+    limits.check_items(body.chunks, lambda chunk: chunk.text, rt.settings, field="chunks", part="text", per="batch")
+    return creating.create_batch(
+        rt,
         "tts",
-        indexes,
-        rt.settings.tts_group_size,
-        body.model_dump(mode="json"),
-        video_id=body.video_id,
-        job_id=job_id,
+        body,
+        indexes=[index for index, _ in body.indexed()],
+        group_size=rt.settings.tts_group_size,
         deadline_s=rt.settings.tts_deadline_s,
-        now=time.time(),
+        video_id=body.video_id,
+        idempotency_key=idempotency_key,
+        job_id=job_id,
     )
-    # Every group is due for a look even before it is submitted: if the API dies between storing the batch
-    # and enqueueing its submission, the reconciler submits it.
-    effects = Effects(due=open_groups_due(batch, time.time() + rt.settings.reconcile_after_s))
-    # A pipeline job's step is made under the job's own key, in a namespace no client key can reach.
-    key = f"{job_id}:tts" if job_id else idempotency_key
-    idem = (key, request_hash(body)) if key else None
-    return rt.batches.create(batch, effects, idem=idem, internal_idem=job_id is not None, index="tts")
 
 
 def to_status(batch: Batch) -> TtsBatchStatus:
@@ -76,12 +56,17 @@ def to_status(batch: Batch) -> TtsBatchStatus:
                 error=item.error,
                 provider_job_id=item.provider_id,
                 attempts=batch.group(item.group).attempt,
+                cost=item.cost,
+                reused=item.reused,
             )
             for item in batch.items
         ],
         version=batch.version,
         error=batch.error,
         metadata=request.metadata,
+        cost_total=batch.total_cost,
+        reused=batch.reused,
+        cost_saved=batch.cost_saved,
     )
 
 

@@ -28,13 +28,13 @@ from typing import Any
 
 import redis
 
-from fastapi_app import enqueueing
+from fastapi_app import tasks
 from fastapi_app.metrics.families import WEBHOOK_RESULTS
 from fastapi_app.metrics.store import Increments, record
 from fastapi_app.runtime import Runtime
 from fastapi_app.tts import runpod_work
 from strangler_bridge.errors import ProviderRejected, StoreUnavailable
-from strangler_bridge.providers.runpod import RunPodJob, parse_tts_output
+from strangler_bridge.providers.runpod.client import RunPodJob, parse_tts_output
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +49,16 @@ FORGET_CONSUMER_S = 3600.0  # a consumer with nothing pending and idle this long
 Entry = tuple[str, dict[str, str]]
 
 
-def stream_key(rt: Runtime) -> str:
-    """The Redis stream holding deliveries not yet applied."""
-    return rt.key("inbox", "tts")
-
-
 async def append(rt: Runtime, batch_id: str, no: int, attempt: int, body: bytes) -> None:
     """Queue one verified delivery (the API's only write on a webhook)."""
     fields: dict[Any, Any] = {"batch": batch_id, "group": no, "attempt": attempt, "body": body}
-    await rt.aredis.xadd(stream_key(rt), fields)
+    await rt.aredis.xadd(rt.keys.tts_inbox, fields)
 
 
 def ensure_group(rt: Runtime) -> None:
     """Create the stream and its consumer group if they do not exist yet."""
     try:
-        rt.redis.xgroup_create(stream_key(rt), GROUP, id="0", mkstream=True)
+        rt.redis.xgroup_create(rt.keys.tts_inbox, GROUP, id="0", mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
@@ -81,7 +76,7 @@ def apply_new(rt: Runtime, consumer: str, *, block_ms: int | None = None, own_pe
     otherwise new entries are read, waiting up to ``block_ms`` for one.
     """
     answer: Any = rt.redis.xreadgroup(
-        GROUP, consumer, {stream_key(rt): "0" if own_pending else ">"}, count=READ_COUNT, block=block_ms
+        GROUP, consumer, {rt.keys.tts_inbox: "0" if own_pending else ">"}, count=READ_COUNT, block=block_ms
     )
     entries = _decoded(answer[0][1]) if answer else []  # [[stream, entries]] (RESP2, as Runtime connects)
     apply_entries(rt, entries)
@@ -91,14 +86,14 @@ def apply_new(rt: Runtime, consumer: str, *, block_ms: int | None = None, own_pe
 def reclaim(rt: Runtime, consumer: str) -> int:
     """Take over and apply entries that a dead consumer read and never acknowledged; how many."""
     _, claimed, *_ = rt.redis.xautoclaim(
-        stream_key(rt), GROUP, consumer, min_idle_time=int(_reclaim_idle_s(rt) * 1000), count=READ_COUNT
+        rt.keys.tts_inbox, GROUP, consumer, min_idle_time=int(_reclaim_idle_s(rt) * 1000), count=READ_COUNT
     )
     entries = _decoded(claimed)
     apply_entries(rt, entries)
-    for info in rt.redis.xinfo_consumers(stream_key(rt), GROUP):
+    for info in rt.redis.xinfo_consumers(rt.keys.tts_inbox, GROUP):
         name = _text(info["name"])
         if name != consumer and info["pending"] == 0 and info["idle"] > FORGET_CONSUMER_S * 1000:
-            rt.redis.xgroup_delconsumer(stream_key(rt), GROUP, name)
+            rt.redis.xgroup_delconsumer(rt.keys.tts_inbox, GROUP, name)
     return len(entries)
 
 
@@ -141,10 +136,10 @@ def apply_entries(rt: Runtime, entries: list[Entry]) -> None:
     if entries:
         ids = [entry_id for entry_id, _ in entries]
         with rt.redis.pipeline() as pipe:
-            pipe.xack(stream_key(rt), GROUP, *ids)
-            pipe.xdel(stream_key(rt), *ids)
+            pipe.xack(rt.keys.tts_inbox, GROUP, *ids)
+            pipe.xdel(rt.keys.tts_inbox, *ids)
             pipe.execute()
-        record(rt.redis, rt.settings.redis_prefix, outcomes)
+        record(rt.redis, rt.keys, outcomes)
 
 
 def _delivery(rt: Runtime, entry_id: str, fields: dict[str, str]) -> runpod_work.Delivery | None:
@@ -157,7 +152,7 @@ def _delivery(rt: Runtime, entry_id: str, fields: dict[str, str]) -> runpod_work
         return None
     if _needs_download(job):
         # A download may take long; an RQ task does it so this thread keeps applying other webhooks.
-        enqueueing.apply_tts_webhook(rt, batch_id, no, attempt, fields["body"])
+        tasks.apply_tts_webhook.enqueue(rt, batch_id, no, attempt, fields["body"])
         return None
     return no, attempt, job
 

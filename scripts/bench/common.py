@@ -150,11 +150,16 @@ def machine() -> dict[str, str]:
 
 # --- the stack -------------------------------------------------------------------------------------------------
 def bench_settings(workdir: Path, **overrides: Any) -> Settings:
-    """Settings for a private stack: its own embedded Redis (never the shared one) and artifact directory."""
+    """Settings for a private stack: its own embedded Redis (never the shared one) and artifact directory.
+
+    Reuse is off unless a part turns it on (benchmark 8): the parts send the same texts job after job, and they
+    measure what paid work costs, beside baselines that pay for everything.
+    """
     values: dict[str, Any] = {
         "redis_url": None,
         "redis_prefix": "bench",
         "artifacts_dir": workdir / "artifacts",
+        "reuse": False,
         **overrides,
     }
     return Settings.load(**values)

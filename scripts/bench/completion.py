@@ -36,7 +36,7 @@ CONCURRENT = 4
 
 
 def _webhook(stack: DevStack, batch_id: str, no: int, audio: str) -> tuple[str, bytes]:
-    from fastapi_app.signing import sign
+    from strangler_bridge.signing import sign
 
     settings = stack.settings
     token = sign(settings.secret("webhook_secret"), "tts", [batch_id, str(no), "1"], settings.webhook_token_ttl_s)

@@ -27,14 +27,12 @@ import contextlib
 import logging
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from statistics import median
 from typing import Any
 
 import httpx
-from werkzeug.serving import make_server
 
 from scripts.bench.common import Figure, dev_stack, figure, log, parser, report, runs_of, wait_until, workdir
 from strangler_bridge.cli.devstack import SIM_KEY, DevStack
@@ -47,62 +45,36 @@ FAST_RUNPOD = {"execution_time_s": 0.05, "webhook_retry_delay_s": 0.05}
 PHASES = ("tts", "imagegen", "video", "jobs")
 
 
-class LegacyApp:
-    """The example app served on loopback, with ``tts`` on the service (static flags, so a dead service keeps it)."""
+class BenchApp:
+    """The example app on loopback with ``tts`` on the service (static flags, so a dead service keeps it)."""
 
     def __init__(self, stack: DevStack, legacy_runpod: str, out: Path, **config: Any) -> None:
-        from examples.legacy_app import create_app
+        from examples.legacy_app.serving import ServedApp, stack_config
 
-        self.app = create_app(
-            {
-                "OUTPUT_DIR": str(out),
-                "RUNPOD_ENDPOINT_URL": legacy_runpod,
-                "RUNPOD_API_KEY": SIM_KEY,
-                "RUNWARE_URL": stack.settings.runware_url,
-                "RUNWARE_API_KEY": SIM_KEY,
-                "VIDEO_SERVICE_URL": stack.settings.video_url,
-                "POLL_INTERVAL_S": 0.05,
-                "STRANGLER_SERVICE_URL": stack.api_url,
-                "STRANGLER_SERVICE_TOKEN": stack.token,
-                "STRANGLER_FLAGS": {"tts": {"mode": "fastapi"}},
-                **config,
-            }
-        )
-        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.app.config["PUBLIC_URL"] = self.url
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        overrides = {"STRANGLER_FLAGS": {"tts": {"mode": "fastapi"}}, **config}
+        settings = stack_config(stack, out, runpod_url=legacy_runpod, **overrides)
+        settings.pop("STRANGLER_FLAGS_CACHE_S")  # a deployment's default, as measured before
+        self.served = ServedApp(settings)
         self.count = 0
 
     def video(self) -> float:
         """Make one video; its wall time in seconds."""
         self.count += 1
-        body = {"source_text": SOURCE, "video_id": f"bench-{os.getpid()}-{id(self)}-{self.count}"}
         started = time.monotonic()
-        response = httpx.post(f"{self.url}/api/video/create", json=body, timeout=900)
-        elapsed = time.monotonic() - started
-        if response.status_code != 201:
-            raise RuntimeError(f"video failed: {response.status_code} {response.text[:300]}")
-        return elapsed
+        self.served.create(f"bench-{os.getpid()}-{id(self)}-{self.count}", SOURCE, timeout_s=900)
+        return time.monotonic() - started
 
     def waited_ms(self, last: int) -> list[float]:
         """What each of the ``last`` fallbacks cost inside the step before the legacy code ran (oldest first)."""
-        events = httpx.get(f"{self.url}/strangler/events", params={"limit": 200}, timeout=30).json()["fallbacks"]
-        return [1000 * float(e["data"]["waited_s"]) for e in reversed(events[:last])]
+        return [1000 * float(e["data"]["waited_s"]) for e in reversed(self.served.fallbacks(200)[:last])]
 
     def breaker(self) -> str:
         """The tts breaker's state."""
-        state: str = httpx.get(f"{self.url}/strangler/health", timeout=30).json()["breakers"]["tts"]["state"]
-        return state
+        return self.served.breaker()
 
     def close(self) -> None:
         """Stop serving and close the bridge."""
-        from flask_plugin import StranglerBridge
-
-        self.server.shutdown()
-        self.thread.join(10)
-        StranglerBridge.state(self.app).close()
+        self.served.close()
 
 
 def set_flags(stack: DevStack, **modes: str) -> None:
@@ -155,8 +127,8 @@ def ready(stack: DevStack) -> bool:
 
 
 def scenario(
-    make_app: Callable[..., LegacyApp],
-    baseline: LegacyApp,
+    make_app: Callable[..., BenchApp],
+    baseline: BenchApp,
     failure: Callable[[], contextlib.AbstractContextManager[None]],
     videos: int,
 ) -> dict[str, Any]:
@@ -228,10 +200,10 @@ def main() -> None:
         ):
             counter = iter(range(10_000))
 
-            def make_app(**config: Any) -> LegacyApp:
+            def make_app(**config: Any) -> BenchApp:
                 out = wd / f"legacy-{next(counter)}"
                 config.setdefault("STRANGLER_SERVICE_STALL_S", stall_s)
-                return LegacyApp(stack, f"{legacy_runpod.url}/v2/sim", out, **config)
+                return BenchApp(stack, f"{legacy_runpod.url}/v2/sim", out, **config)
 
             # The legacy path alone: the same app with the bridge, every phase legacy (its service is a closed port).
             baseline = make_app(STRANGLER_SERVICE_URL=f"http://127.0.0.1:{free_port()}", STRANGLER_FLAGS={})

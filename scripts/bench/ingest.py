@@ -104,12 +104,11 @@ def _completed(settings: Settings, ids: list[str]) -> int:
 def _inbox_empty(settings: Settings, timeout_s: float = 120.0) -> float:
     """Wait until the worker has applied every queued webhook; when that was (``time.monotonic()``)."""
     from fastapi_app.runtime import Runtime
-    from fastapi_app.tts.webhook_inbox import stream_key
 
     rt = Runtime.build(settings)
     try:
         deadline = time.monotonic() + timeout_s
-        while rt.redis.xlen(stream_key(rt)):
+        while rt.redis.xlen(rt.keys.tts_inbox):
             if time.monotonic() > deadline:
                 raise TimeoutError("the worker did not apply the queued webhooks in time")
             time.sleep(0.005)

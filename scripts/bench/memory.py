@@ -52,7 +52,7 @@ def _big_wav(path: Path) -> None:
 
 def _stream_big(stack: DevStack, wd: Path) -> tuple[float, float]:
     """RSS rise (MB) of the worker ingesting the 50 MB audio, and of the API serving it."""
-    from fastapi_app.signing import sign
+    from strangler_bridge.signing import sign
 
     media_dir = wd / "media"
     media_dir.mkdir(exist_ok=True)

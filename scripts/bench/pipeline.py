@@ -84,9 +84,8 @@ QUICK = Workload(chunks=5, tts_s=0.2, image_s=0.3, video_s=0.4)
 SETTINGS: dict[str, Any] = {"runware_concurrency": 100_000}
 
 
-async def _follow(
-    client: httpx.AsyncClient, body: dict[str, Any], started: float, deadline: float, *, n_jobs: int, crit: float
-) -> float:
+async def follow_job(client: httpx.AsyncClient, body: dict[str, Any], deadline: float) -> dict[str, Any]:
+    """Create a job and long-poll it until it completes; its final status (an error if it did not complete)."""
     created = await client.post("/jobs", json=body)
     created.raise_for_status()
     status: dict[str, Any] = created.json()
@@ -98,6 +97,13 @@ async def _follow(
         status = answer.raise_for_status().json()
     if status["status"] != "completed":
         raise RuntimeError(f"job {status['id']} ended {status['status']}: {status.get('error')}")
+    return status
+
+
+async def _follow(
+    client: httpx.AsyncClient, body: dict[str, Any], started: float, deadline: float, *, n_jobs: int, crit: float
+) -> float:
+    status = await follow_job(client, body, deadline)
     elapsed = time.monotonic() - started
     if n_jobs == 1 and elapsed > 2 * crit:  # an outlier: say which step took the time
         steps = ", ".join(f"{s['name']} {s['duration_s']} s" for s in status["steps"])

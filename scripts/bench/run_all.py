@@ -25,7 +25,7 @@ from typing import Any
 from scripts.bench.common import Figure, log, machine, table
 
 HERE = Path(__file__).resolve().parent
-PARTS = ("pipeline", "ingest", "completion", "runware_limit", "memory", "scaling", "fallback")
+PARTS = ("pipeline", "ingest", "completion", "runware_limit", "memory", "scaling", "fallback", "reuse")
 PART_TIMEOUT_S = 480
 
 

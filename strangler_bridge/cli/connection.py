@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from strangler_bridge.service_client import ServiceClient
+from strangler_bridge.client.service import ServiceClient
 from strangler_bridge.settings import Settings, env_name
 
 

@@ -8,7 +8,6 @@ short script while showing per-step progress; prints where the files are; and st
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 import time
@@ -21,10 +20,10 @@ import httpx
 from strangler_bridge.cli.devstack import DevStack
 from strangler_bridge.cli.own_keys import own_prefix
 from strangler_bridge.cli.progress import watch_job
+from strangler_bridge.client.service import ServiceClient
 from strangler_bridge.contracts.flags import FlagMode, Phase, PhaseFlag
 from strangler_bridge.contracts.jobs import JobStatus, StepName
 from strangler_bridge.errors import BridgeError, ConfigError
-from strangler_bridge.service_client import ServiceClient
 from strangler_bridge.settings import Settings
 
 SAMPLE_SCRIPT = (
@@ -39,36 +38,16 @@ DEMO_KNOBS: dict[str, Any] = {
 }
 
 
-def _example_app_factory() -> Any:
-    """The example legacy app's ``create_app`` (it lives in the source checkout, not in the wheel)."""
+def _example_app_serving() -> Any:
+    """The example legacy app's ``serving`` module (it lives in the source checkout, not in the wheel)."""
     root = Path(__file__).resolve().parents[2]
     if not (root / "examples" / "legacy_app" / "__init__.py").is_file():
         raise ConfigError("the demo runs the example app in examples/legacy_app: run it from a source checkout")
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    from examples.legacy_app import create_app
+    from examples.legacy_app import serving
 
-    return create_app
-
-
-class _FlaskServer:
-    """The example app on loopback (the video service fetches its media over HTTP)."""
-
-    def __init__(self, app: Any) -> None:
-        from werkzeug.serving import make_server
-
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log lines over the progress bars
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, name="legacy-flask", daemon=True)
-
-    def __enter__(self) -> _FlaskServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.thread.join(10)
+    return serving
 
 
 @click.command()
@@ -85,7 +64,7 @@ class _FlaskServer:
 def demo(out_dir: Path, script_text: str, workers: int) -> None:
     """Run the whole pipeline locally: Redis, simulators, API, workers and the example Flask app."""
     out_dir = out_dir.resolve()
-    create_flask_app = _example_app_factory()
+    serving = _example_app_serving()
     base = Settings.load(artifacts_dir=out_dir / "service-artifacts")
     video_id = f"demo-{int(time.time())}"
     click.echo(f"{click.style('strangler-bridge demo', bold=True)}: starting Redis, simulators, API and workers ...")
@@ -101,27 +80,11 @@ def demo(out_dir: Path, script_text: str, workers: int) -> None:
         with ServiceClient(stack.api_url, stack.token) as service:
             service.set_flag(Phase.JOBS, PhaseFlag(mode=FlagMode.FASTAPI, percent=100, fallback=False))
             click.echo("  flags   jobs=fastapi: the legacy endpoint hands the job to POST /jobs")
-            flask_app = create_flask_app(_flask_config(stack, out_dir / "legacy-app"))
-            with _FlaskServer(flask_app) as flask:
-                flask_app.config["PUBLIC_URL"] = flask.url
+            config = serving.stack_config(stack, out_dir / "legacy-app", POLL_INTERVAL_S=0.2)
+            with serving.ServedApp(config, quiet=True) as flask:
                 click.echo(f"  legacy  {flask.url}  POST /api/video/create  video_id={video_id}\n")
                 result, job = _run(service, flask.url, video_id, script_text)
     _report(result, job, base.artifacts_dir, out_dir)
-
-
-def _flask_config(stack: DevStack, output: Path) -> dict[str, Any]:
-    return {
-        "OUTPUT_DIR": str(output),
-        "RUNPOD_ENDPOINT_URL": stack.settings.runpod_endpoint_url,
-        "RUNPOD_API_KEY": "sim-key",
-        "RUNWARE_URL": stack.settings.runware_url,
-        "RUNWARE_API_KEY": "sim-key",
-        "VIDEO_SERVICE_URL": stack.settings.video_url,
-        "POLL_INTERVAL_S": 0.2,
-        "STRANGLER_SERVICE_URL": stack.api_url,
-        "STRANGLER_SERVICE_TOKEN": stack.token,
-        "STRANGLER_FLAGS_CACHE_S": 0,
-    }
 
 
 def _run(service: ServiceClient, flask_url: str, video_id: str, text: str) -> tuple[dict[str, Any], JobStatus]:

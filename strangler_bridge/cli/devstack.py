@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,8 +40,14 @@ class DevStack:
         log_dir: Path | None = None,
         api_port: int | None = None,
         runpod_url: str | None = None,
+        process_env: Callable[[str], dict[str, str]] | None = None,
     ) -> None:
-        """``runpod_url``: a RunPod endpoint to use instead of the simulator (e.g. the SDK's local test API)."""
+        """``runpod_url``: a RunPod endpoint to use instead of the simulator (e.g. the SDK's local test API).
+
+        ``process_env``: extra environment of each child process, by its name (``api-1``, ``worker-2``, ...), to
+        give each one its own directories as if on its own machine.
+        """
+        self.process_env = process_env
         self.base = base
         self.runpod_url = runpod_url
         self.worker_count = workers
@@ -105,7 +112,9 @@ class DevStack:
 
     def _child(self, args: list[str]) -> Child:
         self._children += 1
-        return Child(args, self.settings, self.log_dir / f"{args[0]}-{self._children}.log")
+        name = f"{args[0]}-{self._children}"
+        extra = self.process_env(name) if self.process_env else None
+        return Child(args, self.settings, self.log_dir / f"{name}.log", extra)
 
     def _start_api_on_a_free_port(self, redis_url: str, attempts: int = 3) -> None:
         # The port was free when chosen; another server (here or in another process) may have taken it since.

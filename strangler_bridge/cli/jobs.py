@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from strangler_bridge.cli import exit_codes
 from strangler_bridge.cli.connection import connection_settings, service_client, with_connection
 from strangler_bridge.cli.progress import get_job, watch_job
+from strangler_bridge.client.bridge import BridgeClient
 from strangler_bridge.contracts.common import ItemStatus
 from strangler_bridge.contracts.jobs import JobCreate, JobStatus, StepName
 from strangler_bridge.contracts.listing import RecentList
@@ -129,13 +130,6 @@ def download(job_id: str, directory: Path, url: str | None, token: str | None) -
 
     Files of the steps that completed are downloaded; exits 4 if the job has not completed.
     """
-    try:
-        from flask_plugin.client import BridgeClient
-    except ImportError as exc:
-        raise click.ClickException(
-            f"'jobs download' needs the Flask half's client ({exc.name} is missing): "
-            "pip install 'strangler-bridge[flask]'"
-        ) from None
     with BridgeClient.from_settings(connection_settings(url, token)) as client:
         status = get_job(client, job_id)
         steps = {step.name: step.status for step in status.steps}

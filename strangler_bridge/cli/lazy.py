@@ -1,11 +1,20 @@
-"""A click group that imports a subcommand only when it runs, so ``--help`` stays fast and extras optional."""
+"""A click group that imports a subcommand only when it runs, so ``--help`` stays fast and extras optional.
+
+Besides its own table, the group takes the commands other installed packages register under the
+``strangler_bridge.commands`` entry-point group (as Flask's ``flask.commands``): the service registers ``api``
+and ``worker`` that way, so this core package names no module of the service.
+"""
 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import entry_points
 from typing import Any
 
 import click
+
+#: The entry-point group through which installed packages add commands.
+PLUGIN_GROUP = "strangler_bridge.commands"
 
 
 class LazyGroup(click.Group):
@@ -13,7 +22,7 @@ class LazyGroup(click.Group):
 
     def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.lazy = dict(lazy or {})
+        self.lazy = {entry.name: entry.value for entry in entry_points(group=PLUGIN_GROUP)} | dict(lazy or {})
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})

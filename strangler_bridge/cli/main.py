@@ -11,9 +11,8 @@ from strangler_bridge.cli import exit_codes
 from strangler_bridge.cli.lazy import LazyGroup
 from strangler_bridge.errors import BridgeError, ConfigError, InvalidInput
 
+#: The core's own commands; ``api`` and ``worker`` come from the service's entry points (see ``lazy``).
 COMMANDS = {
-    "api": "strangler_bridge.cli.service:api",
-    "worker": "strangler_bridge.cli.service:worker",
     "simulate": "strangler_bridge.cli.simulate:simulate",
     "demo": "strangler_bridge.cli.demo:demo",
     "dev": "strangler_bridge.cli.dev:dev",

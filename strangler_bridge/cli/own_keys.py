@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from strangler_bridge.cli.redis_server import check_reachable
+from strangler_bridge.keys import QUEUES, Keys
 from strangler_bridge.settings import Settings
 
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
@@ -47,7 +48,7 @@ def remove_prefix(redis_url: str, prefix: str) -> int:
 
     client: Any = redis.Redis.from_url(redis_url, socket_connect_timeout=2.0, socket_timeout=10.0)
     pattern = _glob_escape(prefix)
-    queue_names = {f"{prefix}-{name}" for name in ("work", "reconcile")}
+    queue_names = {Keys(prefix).queue(name) for name in QUEUES}
     try:
         keys = {*client.scan_iter(f"{pattern}:*", count=1000), *client.scan_iter(f"rq:*:{pattern}-*", count=1000)}
         for job_key in client.scan_iter("rq:job:*", count=1000):

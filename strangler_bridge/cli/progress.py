@@ -3,7 +3,7 @@
 In a terminal with rich installed (the ``service`` extra) each step is a live bar; otherwise (piped, in CI,
 or the ``[flask]`` install, which has no rich) each change is one plain line, so logs stay readable and
 nothing is cut to the width of a terminal that is not there. Either way a step shows its age: how long it
-has run, or ran.
+has run, or ran, and how many of its items were reused; a finished job ends with what reuse saved.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 import click
 
+from strangler_bridge.client.service import ServiceClient
 from strangler_bridge.contracts.jobs import JobStatus, StepStatus
 from strangler_bridge.errors import DeadlineExceeded
-from strangler_bridge.service_client import ServiceClient
 
 TERMINAL = {"completed", "failed", "cancelled"}
 # Progress inside a step (chunks or images done) does not change the job's version, so poll with a short wait.
@@ -50,10 +50,21 @@ def _duration(seconds: float) -> str:
 
 
 def step_line(step: StepStatus, now: datetime | None = None) -> str:
-    """One step as a plain line: name, done/total, state, age and, when it has one, its error."""
+    """One step as a plain line: name, done/total, state, age, items reused and, when it has one, its error."""
     count = f"{step.progress.done + step.progress.failed}/{max(step.progress.total, 1)}"
     line = f"{step.name.value:<9} {count:>7}  {step.status.value:<9} {step_age(step, now):>7}"
+    if step.reused:
+        line = f"{line}  reused {step.reused}"
     return f"{line}  error: {step.error}" if step.error else line
+
+
+def reuse_summary(status: JobStatus) -> str | None:
+    """What reuse spared a job, e.g. ``reused 38 items (saved $0.0271), paid $0.0014``; ``None`` if nothing."""
+    if not status.reused:
+        return None
+    saved = f" (saved ${status.cost_saved:.4f})" if status.cost_saved is not None else ""
+    paid = f", paid ${status.cost_total:.4f}" if status.cost_total is not None else ""
+    return f"reused {status.reused} items{saved}{paid}"
 
 
 class _View(Protocol):
@@ -70,7 +81,7 @@ class _PlainView:
 
     def show(self, status: JobStatus) -> None:
         for step in status.steps:
-            key = (step.status, step.progress.done, step.progress.failed, step.progress.total, step.error)
+            key = (step.status, step.progress.done, step.progress.failed, step.progress.total, step.reused, step.error)
             if self._last.get(step.name.value) != key:
                 self._last[step.name.value] = key
                 click.echo(step_line(step))
@@ -134,12 +145,15 @@ def watch_job(client: ServiceClient, job_id: str, *, timeout_s: float = 3600) ->
     view = _view()
     try:
         status = get_job(client, job_id)
-        while True:
-            view.show(status)
-            if status.status.value in TERMINAL:
-                return status
+        view.show(status)
+        while status.status.value not in TERMINAL:
             if time.monotonic() > deadline:
                 raise DeadlineExceeded(f"job {job_id} still {status.status.value} after {timeout_s} s")
             status = get_job(client, job_id, wait_s=POLL_WAIT_S, since=status.version)
+            view.show(status)
     finally:
         view.close()
+    summary = reuse_summary(status)
+    if summary:
+        click.echo(summary)
+    return status

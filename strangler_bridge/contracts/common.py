@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, BeforeValidator, Field
 
@@ -48,6 +48,26 @@ class Progress(BaseModel):
     done: int = Field(0, ge=0)
     failed: int = Field(0, ge=0)
     total: int = Field(0, ge=0)
+
+
+#: A request's reuse choice: ``true`` reuses what identical input already made (an image only when its seed is
+#: fixed), ``"prompt"`` also reuses unseeded images of the same prompt, ``false`` pays for every item.
+ReuseChoice = Annotated[
+    bool | Literal["prompt"],
+    Field(
+        description="true: reuse audio (and images with a fixed seed) already made from identical input, without "
+        'a provider call; "prompt": reuse images of the same prompt even without a seed; false: every item is '
+        "made anew."
+    ),
+]
+#: How many items of a batch, step or job were completed from earlier identical work.
+ReusedCount = Annotated[
+    int, Field(description="Items completed from earlier identical work instead of a provider call.")
+]
+#: What those items cost when first made.
+CostSaved = Annotated[
+    float | None, Field(description="Provider cost (USD) the reused items had when first made: what reuse saved.")
+]
 
 
 class ErrorInfo(BaseModel):
@@ -117,3 +137,8 @@ def assign_indexes(items: Sequence[Indexed], field: str) -> None:
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)
+
+
+def as_time(epoch: float) -> datetime:
+    """Epoch seconds (as records store times) as the aware UTC datetime the contracts carry."""
+    return datetime.fromtimestamp(epoch, timezone.utc)

@@ -7,8 +7,17 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from strangler_bridge.contracts.common import BatchStatus, ItemStatus, JsonObject, Progress, assign_indexes
-from strangler_bridge.providers.runware_models import AIR_PATTERN, MAX_SEED
+from strangler_bridge.contracts.common import (
+    BatchStatus,
+    CostSaved,
+    ItemStatus,
+    JsonObject,
+    Progress,
+    ReuseChoice,
+    ReusedCount,
+    assign_indexes,
+)
+from strangler_bridge.providers.runware.models import AIR_PATTERN, MAX_SEED
 
 #: Runware's prompt length limits (positivePrompt and negativePrompt), with the batch style appended.
 MIN_PROMPT_CHARS, MAX_PROMPT_CHARS = 2, 3000
@@ -91,6 +100,7 @@ class ImageBatchCreate(BaseModel):
     format: ImageFormat = ImageFormat.PNG
     video_id: str | None = Field(None, max_length=200)
     metadata: JsonObject = Field(default_factory=dict)
+    reuse: ReuseChoice = True
 
     _dimensions = field_validator("width", "height")(_dimension)
 
@@ -122,6 +132,7 @@ class ImageResult(BaseModel):
     error: str | None = None
     provider_task_uuid: str | None = None
     attempts: int = 0
+    reused: bool = Field(False, description="Completed from an identical image already made, without a Runware call.")
 
 
 class ImageBatchStatus(BaseModel):
@@ -138,3 +149,5 @@ class ImageBatchStatus(BaseModel):
     version: int = 0
     error: str | None = None
     metadata: JsonObject = Field(default_factory=dict)
+    reused: ReusedCount = 0
+    cost_saved: CostSaved = None

@@ -7,7 +7,16 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from strangler_bridge.contracts.common import BatchStatus, ItemStatus, JsonObject, Progress, assign_indexes
+from strangler_bridge.contracts.common import (
+    BatchStatus,
+    CostSaved,
+    ItemStatus,
+    JsonObject,
+    Progress,
+    ReuseChoice,
+    ReusedCount,
+    assign_indexes,
+)
 from strangler_bridge.contracts.images import (
     MAX_PROMPT_CHARS,
     MIN_PROMPT_CHARS,
@@ -16,7 +25,7 @@ from strangler_bridge.contracts.images import (
     check_styled_prompts,
 )
 from strangler_bridge.contracts.tts import MAX_TEXT_CHARS
-from strangler_bridge.providers.runware_models import AIR_PATTERN
+from strangler_bridge.providers.runware.models import AIR_PATTERN, MAX_SEED
 
 
 class StepName(str, Enum):
@@ -53,6 +62,9 @@ class ImageOptions(BaseModel):
     height: int = 576
     model: str | None = Field(None, pattern=AIR_PATTERN, description="Runware AIR id.")
     format: ImageFormat = ImageFormat.PNG
+    seed: int | None = Field(
+        None, ge=1, le=MAX_SEED, description="One seed for every picture: the same prompt then makes the same image."
+    )
 
     _dimensions = field_validator("width", "height")(_dimension)
 
@@ -97,6 +109,7 @@ class JobCreate(BaseModel):
     )
     video_id: str | None = Field(None, max_length=200)
     metadata: JsonObject = Field(default_factory=dict)
+    reuse: ReuseChoice = True
 
     @field_validator("image_style")
     @classmethod
@@ -126,6 +139,8 @@ class StepStatus(BaseModel):
     provider_ids: list[str] = Field(default_factory=list)
     cost: float | None = None
     error: str | None = None
+    reused: ReusedCount = 0
+    cost_saved: CostSaved = None
 
 
 class JobFile(BaseModel):
@@ -165,3 +180,5 @@ class JobStatus(BaseModel):
     version: int = 0
     error: str | None = None
     metadata: JsonObject = Field(default_factory=dict)
+    reused: ReusedCount = 0
+    cost_saved: CostSaved = None

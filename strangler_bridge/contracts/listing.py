@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from strangler_bridge.contracts.common import BatchStatus, Progress
+from strangler_bridge.contracts.common import BatchStatus, CostSaved, Progress
 
 
 class RecentItem(BaseModel):
@@ -20,6 +20,8 @@ class RecentItem(BaseModel):
     updated_at: datetime
     progress: Progress
     error: str | None = None
+    reused: int = Field(0, description="Batches: items completed from earlier identical work (a job's: its status).")
+    cost_saved: CostSaved = None
 
 
 class RecentList(BaseModel):

@@ -7,7 +7,15 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from strangler_bridge.contracts.common import BatchStatus, ItemStatus, JsonObject, Progress, assign_indexes
+from strangler_bridge.contracts.common import (
+    BatchStatus,
+    CostSaved,
+    ItemStatus,
+    JsonObject,
+    Progress,
+    ReusedCount,
+    assign_indexes,
+)
 
 MAX_TEXT_CHARS = 20_000
 
@@ -59,6 +67,7 @@ class TtsBatchCreate(BaseModel):
     format: AudioFormat = AudioFormat.WAV
     video_id: str | None = Field(None, max_length=200, description="The legacy app's video id, for correlation.")
     metadata: JsonObject = Field(default_factory=dict, description="Free JSON, returned unchanged.")
+    reuse: bool = Field(True, description="false: synthesise every chunk anew, even if identical audio exists.")
 
     @model_validator(mode="after")
     def _indexes(self) -> TtsBatchCreate:
@@ -83,6 +92,8 @@ class TtsChunkResult(BaseModel):
     error: str | None = None
     provider_job_id: str | None = None
     attempts: int = 0
+    cost: float | None = Field(None, description="This chunk's share of its RunPod job's cost (USD), if priced.")
+    reused: bool = Field(False, description="Completed from identical audio already made, without a RunPod call.")
 
 
 class TtsBatchStatus(BaseModel):
@@ -99,3 +110,6 @@ class TtsBatchStatus(BaseModel):
     version: int = Field(0, description="Grows on every change; pass it as `since` when long-polling.")
     error: str | None = None
     metadata: JsonObject = Field(default_factory=dict)
+    cost_total: float | None = Field(None, description="Sum of the chunks' RunPod cost (USD), if priced.")
+    reused: ReusedCount = 0
+    cost_saved: CostSaved = None

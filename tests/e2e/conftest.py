@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,8 @@ def stack_defaults() -> dict[str, Any]:
 
 @pytest.fixture
 def make_stack(settings: Settings, tmp_path: Path, stack_defaults: dict[str, Any]) -> Iterator[StackFactory]:
-    """Start a DevStack: ``make_stack(workers=, runpod={knobs}, runware=, video=, runpod_url=, **settings)``; all
-    stop after."""
+    """Start a DevStack: ``make_stack(workers=, runpod={knobs}, runware=, video=, runpod_url=, process_env=,
+    **settings)``; all stop after."""
     stacks: list[DevStack] = []
 
     def make(
@@ -39,6 +39,7 @@ def make_stack(settings: Settings, tmp_path: Path, stack_defaults: dict[str, Any
         runware: dict[str, Any] | None = None,
         video: dict[str, Any] | None = None,
         runpod_url: str | None = None,
+        process_env: Callable[[str], dict[str, str]] | None = None,
         **overrides: Any,
     ) -> DevStack:
         update = {"reconcile_after_s": 1.5, "reconcile_interval_s": 0.2, **stack_defaults, **overrides}
@@ -50,6 +51,7 @@ def make_stack(settings: Settings, tmp_path: Path, stack_defaults: dict[str, Any
             video={**FAST_KNOBS["video"], **(video or {})},
             log_dir=tmp_path / f"stack{len(stacks)}",
             runpod_url=runpod_url,
+            process_env=process_env,
         )
         stacks.append(stack)
         return stack.start()

@@ -29,6 +29,8 @@ EXPECTED = {
     "memory": ["API peak RSS", "worker peak RSS", "ingesting 50 MB", "streaming 50 MB"],
     "scaling": ["1 worker(s): jobs/s", "2 worker(s): jobs/s"],
     "fallback": ["API stopped: breaker open", "API hung: breaker open", "provider stuck: first video"],
+    "storage": ["s3 redirect, 1 job: wall / local", "s3 proxy, 5 jobs: wall / local", "API CPU per job"],
+    "reuse": ["provider calls / first's", "provider cost / first's", "changed chunk's critical path"],
 }
 TIMEOUT_S = 300
 AT_ONCE = 3

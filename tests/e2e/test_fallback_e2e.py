@@ -7,24 +7,21 @@ hold up the legacy code; the service's RunPod simulator counts what the service 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
-from werkzeug.serving import make_server
 
-from examples.legacy_app import create_app
-from flask_plugin import BridgeClient, StranglerBridge
+from examples.legacy_app.serving import ServedApp, stack_config
+from flask_plugin import BridgeClient
 from strangler_bridge.cli.devstack import SIM_KEY, DevStack
 from strangler_bridge.cli.servers import ThreadedServer
 from strangler_bridge.contracts.common import BatchStatus
@@ -68,72 +65,28 @@ def legacy_runpod() -> Iterator[ThreadedServer]:
         server.stop()
 
 
-@dataclass
-class LegacyApp:
-    """The example app served over HTTP."""
-
-    app: Flask
-    url: str
-
-    def create(self, video_id: str) -> dict[str, Any]:
-        """``POST /api/video/create``; the 201 body (the legacy code makes the video when the service fails)."""
-        body = {"source_text": SOURCE, "video_id": video_id, "voice": "narrator"}
-        response = httpx.post(f"{self.url}/api/video/create", json=body, timeout=120)
-        assert response.status_code == 201, response.text
-        created: dict[str, Any] = response.json()
-        return created
-
-    def get(self, path: str) -> dict[str, Any]:
-        """A JSON view of the app (``/strangler/health``, ``/strangler/events``)."""
-        answer: dict[str, Any] = httpx.get(f"{self.url}{path}", timeout=10).raise_for_status().json()
-        return answer
-
-    def fallbacks(self) -> list[dict[str, Any]]:
-        """The app's recent fallbacks, newest first."""
-        found: list[dict[str, Any]] = self.get("/strangler/events")["fallbacks"]
-        return found
-
-
-LegacyFactory = Callable[..., LegacyApp]
+LegacyFactory = Callable[..., ServedApp]
 
 
 @pytest.fixture
 def legacy_app(stack: DevStack, legacy_runpod: ThreadedServer, tmp_path: Path) -> Iterator[LegacyFactory]:
     """``legacy_app(**config)``: the example app over HTTP (tts etc. on the legacy simulators); all shut down after."""
-    started: list[tuple[Any, threading.Thread, Flask]] = []
+    with contextlib.ExitStack() as started:
 
-    def start(**config: Any) -> LegacyApp:
-        app = create_app(
-            {
-                "OUTPUT_DIR": str(tmp_path / f"output{len(started)}"),
-                "RUNPOD_ENDPOINT_URL": f"{legacy_runpod.url}/v2/sim",
-                "RUNPOD_API_KEY": SIM_KEY,
-                "RUNWARE_URL": stack.settings.runware_url,
-                "RUNWARE_API_KEY": SIM_KEY,
-                "VIDEO_SERVICE_URL": stack.settings.video_url,
-                "POLL_INTERVAL_S": 0.05,
-                "STRANGLER_SERVICE_URL": stack.api_url,
-                "STRANGLER_SERVICE_TOKEN": stack.token,
-                "STRANGLER_FLAGS_CACHE_S": 0,
-                "STRANGLER_SERVICE_TIMEOUT_S": 60,
-                "STRANGLER_SERVICE_REQUEST_TIMEOUT_S": 1,
-                "STRANGLER_BREAKER_COOLDOWN_S": 120,  # stays open for the whole test
+        def start(**config: Any) -> ServedApp:
+            output = tmp_path / f"output-{uuid.uuid4().hex[:8]}"
+            settings = stack_config(
+                stack,
+                output,
+                runpod_url=f"{legacy_runpod.url}/v2/sim",
+                STRANGLER_SERVICE_TIMEOUT_S=60,
+                STRANGLER_SERVICE_REQUEST_TIMEOUT_S=1,
+                STRANGLER_BREAKER_COOLDOWN_S=120,  # stays open for the whole test
                 **config,
-            }
-        )
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        url = f"http://127.0.0.1:{server.server_port}"
-        app.config["PUBLIC_URL"] = url
-        thread = threading.Thread(target=server.serve_forever, name="legacy-app", daemon=True)
-        thread.start()
-        started.append((server, thread, app))
-        return LegacyApp(app, url)
+            )
+            return started.enter_context(ServedApp(settings))
 
-    yield start
-    for server, thread, app in started:
-        server.shutdown()
-        thread.join(10)
-        StranglerBridge.state(app).close()
+        yield start
 
 
 def set_flags(stack: DevStack, **modes: str) -> None:
@@ -165,12 +118,7 @@ def metric(stack: DevStack, name: str, **labels: str) -> float | None:
     return None
 
 
-def _breaker(app: LegacyApp, phase: str = "tts") -> str:
-    state: str = app.get("/strangler/health")["breakers"][phase]["state"]
-    return state
-
-
-def _assert_tts_service_mode(app: LegacyApp) -> None:
+def _assert_tts_service_mode(app: ServedApp) -> None:
     phase = app.get("/strangler/health")["flags"]["phases"]["tts"]
     assert (phase["mode"], phase["fallback"]) == ("fastapi", True)
 
@@ -188,11 +136,11 @@ def test_with_the_api_stopped_the_breaker_opens_in_the_first_video_and_fallbacks
     assert stack.api is not None
     stack.api.stop()
     try:
-        body = app.create("stop-1")
+        body = app.create("stop-1", SOURCE, voice="narrator")
         assert body["segments"] == CHUNKS  # the legacy code made the video
-        assert _breaker(app) == "open"  # within the first failing video
-        app.create("stop-2")
-        app.create("stop-3")
+        assert app.breaker() == "open"  # within the first failing video
+        app.create("stop-2", SOURCE, voice="narrator")
+        app.create("stop-3", SOURCE, voice="narrator")
         fallbacks = app.fallbacks()
         assert [f["video_id"] for f in fallbacks[:3]] == ["stop-3", "stop-2", "stop-1"]
         # Once open, the service is not even tried.
@@ -225,9 +173,9 @@ def test_with_the_api_paused_the_breaker_opens_and_nothing_is_created_when_it_re
     group = stack.api.proc.pid  # the API runs in its own process group
     os.killpg(group, signal.SIGSTOP)
     try:
-        app.create("pause-1")
-        assert _breaker(app) == "open"
-        app.create("pause-2")
+        app.create("pause-1", SOURCE, voice="narrator")
+        assert app.breaker() == "open"
+        app.create("pause-2", SOURCE, voice="narrator")
         fallbacks = app.fallbacks()
         assert [f["video_id"] for f in fallbacks[:2]] == ["pause-2", "pause-1"]
         assert fallbacks[0]["data"]["code"] == "breaker_open"
@@ -259,11 +207,11 @@ def test_a_stuck_provider_is_given_up_at_the_stall_time_and_its_batch_cancelled(
     cancels = stack.counters("runpod")["requests"].get("cancel", 0)
     stack.set_knobs("runpod", queue_delay_s=3600.0)  # jobs are accepted, then never leave the queue
     try:
-        body = app.create("stuck-1")
+        body = app.create("stuck-1", SOURCE, voice="narrator")
         assert body["segments"] == CHUNKS
         fallback = app.fallbacks()[0]
         assert (fallback["video_id"], fallback["data"]["code"]) == ("stuck-1", "step_stalled")
-        assert _breaker(app) == "open"
+        assert app.breaker() == "open"
         (batch_id,) = fallback["data"]["abandoned"]
         with stack.client() as client:
             status = follow(client, f"/tts/batch/{batch_id}", timeout=30)
@@ -298,7 +246,7 @@ def test_a_flag_flip_after_an_outage_reaches_every_request_of_a_burst(
     assert stack.api is not None
     stack.api.stop()
     try:
-        app.create("burst-0")  # during the outage: the last known flags (tts legacy)
+        app.create("burst-0", SOURCE, voice="narrator")  # during the outage: the last known flags (tts legacy)
     finally:
         stack.start_api()
     set_flags(stack, tts="fastapi")
@@ -306,7 +254,10 @@ def test_a_flag_flip_after_an_outage_reaches_every_request_of_a_burst(
     wait_for(lambda: time.monotonic() > flipped + cache_s + fetch_s, timeout=10, what="the promised window")
     runs = service_runs(stack)
     answers: list[int] = []
-    burst = [threading.Thread(target=lambda n=n: answers.append(len(app.create(f"burst-{n}")))) for n in range(1, 7)]
+    burst = [
+        threading.Thread(target=lambda n=n: answers.append(len(app.create(f"burst-{n}", SOURCE, voice="narrator"))))
+        for n in range(1, 7)
+    ]
     for thread in burst:
         thread.start()
     for thread in burst:

@@ -30,10 +30,9 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from fastapi_app import create_app
-from fastapi_app.artifact_links import PURPOSE as ARTIFACT
+from fastapi_app.api.artifact_links import PURPOSE as ARTIFACT
 from fastapi_app.renders.video_work import PURPOSE as VIDEO
 from fastapi_app.runtime import Runtime
-from fastapi_app.signing import sign
 from fastapi_app.tts import webhook_inbox
 from fastapi_app.tts.runpod_work import PURPOSE as TTS
 from strangler_bridge.audio import tone_wav
@@ -42,6 +41,7 @@ from strangler_bridge.cli.servers import ThreadedServer
 from strangler_bridge.errors import ProviderError, ProviderRejected
 from strangler_bridge.fetch import check_url, fetch_bytes
 from strangler_bridge.settings import Settings
+from strangler_bridge.signing import sign
 from tests.conftest import TEST_TOKEN
 from tests.support.stack import follow
 from tests.support.waiting import wait_for

@@ -13,24 +13,19 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from flask import Flask
-from werkzeug.serving import make_server
 
-from examples.legacy_app import create_app
-from flask_plugin import StranglerBridge
+from examples.legacy_app.serving import ServedApp, stack_config
 from flask_plugin.media import mp4_duration
 from flask_plugin.state import get_state
 from strangler_bridge.audio import tone_wav
-from strangler_bridge.cli.devstack import SIM_KEY, DevStack
+from strangler_bridge.cli.devstack import DevStack
 from strangler_bridge.simulators.runpod.handlers import speech_duration
 from tests.conftest import TEST_TOKEN
 from tests.support.stack import forget_keys, legacy_stack
@@ -79,62 +74,12 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         forget_keys(redis_url, prefix)
 
 
-@dataclass
-class LegacyApp:
-    """The example app served over HTTP (the video service fetches its ``/media`` files)."""
-
-    app: Flask
-    url: str
-    output: Path
-
-    def create(self, video_id: str) -> dict[str, Any]:
-        """``POST /api/video/create``; the 201 body."""
-        body = {"source_text": SOURCE, "video_id": video_id, "voice": "narrator"}
-        response = httpx.post(f"{self.url}/api/video/create", json=body, timeout=120)
-        assert response.status_code == 201, response.text
-        created: dict[str, Any] = response.json()
-        return created
-
-    def get(self, path: str) -> dict[str, Any]:
-        """A JSON view of the app (``/strangler/health``, ``/strangler/events``)."""
-        answer: dict[str, Any] = httpx.get(f"{self.url}{path}", timeout=10).raise_for_status().json()
-        return answer
-
-    def count(self, phase: str, kind: str) -> int:
-        """One of the bridge's counters, read from ``/strangler/events``."""
-        return int(self.get("/strangler/events")["counters"][phase][kind])
-
-
 @pytest.fixture(scope="module")
-def legacy(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LegacyApp]:
+def legacy(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
     output = tmp_path_factory.mktemp("legacy-output")
-    app = create_app(
-        {
-            "OUTPUT_DIR": str(output),
-            "RUNPOD_ENDPOINT_URL": stack.settings.runpod_endpoint_url,
-            "RUNPOD_API_KEY": SIM_KEY,
-            "RUNWARE_URL": stack.settings.runware_url,
-            "RUNWARE_API_KEY": SIM_KEY,
-            "VIDEO_SERVICE_URL": stack.settings.video_url,
-            "POLL_INTERVAL_S": 0.05,
-            "STRANGLER_SERVICE_URL": stack.api_url,
-            "STRANGLER_SERVICE_TOKEN": stack.token,
-            "STRANGLER_FLAGS_CACHE_S": 0,  # the next request sees a flag change
-            "STRANGLER_SERVICE_TIMEOUT_S": 60,
-            "STRANGLER_SHADOW_TIMEOUT_S": 60,
-        }
-    )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    url = f"http://127.0.0.1:{server.server_port}"
-    app.config["PUBLIC_URL"] = url
-    thread = threading.Thread(target=server.serve_forever, name="legacy-app", daemon=True)
-    thread.start()
-    try:
-        yield LegacyApp(app, url, output)
-    finally:
-        server.shutdown()
-        thread.join(10)
-        StranglerBridge.state(app).close()
+    config = stack_config(stack, output, STRANGLER_SERVICE_TIMEOUT_S=60, STRANGLER_SHADOW_TIMEOUT_S=60)
+    with ServedApp(config) as served:
+        yield served
 
 
 @pytest.fixture(autouse=True)
@@ -183,10 +128,10 @@ class Calls:
         )
 
 
-def made_by(stack: DevStack, legacy: LegacyApp, video_id: str) -> tuple[dict[str, Any], dict[str, str]]:
+def made_by(stack: DevStack, legacy: ServedApp, video_id: str) -> tuple[dict[str, Any], dict[str, str]]:
     """Make one video; its response and, per step, who made it (``legacy`` or ``service``)."""
     before = Calls.read(stack)
-    body = legacy.create(video_id)
+    body = legacy.create(video_id, SOURCE, voice="narrator")
     calls = Calls.read(stack).since(before)
     chunks = len(SENTENCES)
     if (calls.runsync, calls.run) == (chunks, 0):
@@ -206,7 +151,7 @@ def made_by(stack: DevStack, legacy: LegacyApp, video_id: str) -> tuple[dict[str
     return body, {"tts": tts, "imagegen": images, "video": video}
 
 
-def _published(legacy: LegacyApp, video_id: str) -> Path:
+def _published(legacy: ServedApp, video_id: str) -> Path:
     path = legacy.output / "published" / f"{video_id}.mp4"
     assert path.stat().st_size > 0
     return path
@@ -231,7 +176,7 @@ def _cli(stack: DevStack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
-def test_tts_moves_to_the_service_when_the_flag_is_set_with_the_cli(stack: DevStack, legacy: LegacyApp) -> None:
+def test_tts_moves_to_the_service_when_the_flag_is_set_with_the_cli(stack: DevStack, legacy: ServedApp) -> None:
     api_pid, server_url = stack.api.proc.pid if stack.api else None, legacy.url
     answered = legacy.count("tts", "service")
     body, paths = made_by(stack, legacy, "flip-1")
@@ -252,7 +197,7 @@ def test_tts_moves_to_the_service_when_the_flag_is_set_with_the_cli(stack: DevSt
     assert_video_length(_published(legacy, "flip-2"), body["duration_s"])
 
 
-def test_with_the_service_stopped_the_legacy_code_makes_the_video(stack: DevStack, legacy: LegacyApp) -> None:
+def test_with_the_service_stopped_the_legacy_code_makes_the_video(stack: DevStack, legacy: ServedApp) -> None:
     set_flags(stack, tts="fastapi")
     seen = legacy.get("/strangler/health")["flags"]  # the app has fetched the flags: tts is on the service
     assert (seen["source"], seen["phases"]["tts"]["mode"], seen["phases"]["tts"]["fallback"]) == (
@@ -279,12 +224,12 @@ def test_with_the_service_stopped_the_legacy_code_makes_the_video(stack: DevStac
             breaker.succeeded()
 
 
-def test_shadow_records_a_forced_mismatch(stack: DevStack, legacy: LegacyApp) -> None:
+def test_shadow_records_a_forced_mismatch(stack: DevStack, legacy: ServedApp) -> None:
     set_flags(stack, tts="shadow")
     stack.set_knobs("runpod", handler=f"{__name__}:misreporting_tts")
     before, mismatches = Calls.read(stack), legacy.count("tts", "shadow_mismatch")
     try:
-        body = legacy.create("shadow-1")
+        body = legacy.create("shadow-1", SOURCE, voice="narrator")
         wait_for(
             lambda: legacy.count("tts", "shadow_mismatch") == mismatches + 1, timeout=30, what="the shadow comparison"
         )
@@ -306,7 +251,7 @@ def test_shadow_records_a_forced_mismatch(stack: DevStack, legacy: LegacyApp) ->
 # --- issue 6: images ------------------------------------------------------------------------------------
 
 
-def test_images_come_from_the_service_when_imagegen_is_fastapi(stack: DevStack, legacy: LegacyApp) -> None:
+def test_images_come_from_the_service_when_imagegen_is_fastapi(stack: DevStack, legacy: ServedApp) -> None:
     _, paths = made_by(stack, legacy, "img-legacy")
     assert paths["imagegen"] == "legacy"
     set_flags(stack, imagegen="fastapi")
@@ -321,7 +266,7 @@ def test_images_come_from_the_service_when_imagegen_is_fastapi(stack: DevStack, 
 # --- issue 7: the video step and the whole job ----------------------------------------------------------
 
 
-def test_jobs_fastapi_makes_the_video_through_the_pipeline(stack: DevStack, legacy: LegacyApp) -> None:
+def test_jobs_fastapi_makes_the_video_through_the_pipeline(stack: DevStack, legacy: ServedApp) -> None:
     set_flags(stack, jobs="fastapi")
     answered = legacy.count("jobs", "service")
     body, paths = made_by(stack, legacy, "job-1")
@@ -337,11 +282,11 @@ def test_jobs_fastapi_makes_the_video_through_the_pipeline(stack: DevStack, lega
     assert_video_length(_published(legacy, "job-1"), body["duration_s"])
 
 
-def test_images_and_video_in_shadow_match_the_legacy_results(stack: DevStack, legacy: LegacyApp) -> None:
+def test_images_and_video_in_shadow_match_the_legacy_results(stack: DevStack, legacy: ServedApp) -> None:
     set_flags(stack, imagegen="shadow", video="shadow")
     matches = {phase: legacy.count(phase, "shadow_match") for phase in ("imagegen", "video")}
     before = Calls.read(stack)
-    legacy.create("shadow-2")
+    legacy.create("shadow-2", SOURCE, voice="narrator")
     for phase, seen in matches.items():
         wait_for(lambda p=phase, n=seen: legacy.count(p, "shadow_match") == n + 1, timeout=30, what=f"{phase} match")
     calls = Calls.read(stack).since(before)
@@ -361,7 +306,7 @@ COMBINATIONS = [
 ]
 
 
-def test_each_step_follows_its_own_flag_until_jobs_takes_the_whole_pipeline(stack: DevStack, legacy: LegacyApp) -> None:
+def test_each_step_follows_its_own_flag_until_jobs_takes_the_whole_pipeline(stack: DevStack, legacy: ServedApp) -> None:
     for number, modes in enumerate(COMBINATIONS):
         set_flags(stack, **modes)
         video_id = f"mix-{number}"

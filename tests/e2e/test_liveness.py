@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from strangler_bridge.cli.devstack import DevStack
-from strangler_bridge.providers.runware_models import MAX_SEED
+from strangler_bridge.providers.runware.models import MAX_SEED
 from tests.support.stack import StackFactory, create, follow, tts_body
 from tests.support.waiting import wait_for
 

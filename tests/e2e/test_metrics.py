@@ -11,15 +11,16 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fastapi_app.signing import sign
 from fastapi_app.tts.runpod_work import PURPOSE
-from flask_plugin.events import BridgeEvent, EventKind
+from flask_plugin.events import BridgeEvent
 from flask_plugin.reporting import EventReporter
 from strangler_bridge.cli.devstack import SIM_KEY, DevStack
 from strangler_bridge.cli.redis_server import free_port
+from strangler_bridge.client.service import ServiceClient
+from strangler_bridge.contracts.events import EventKind
 from strangler_bridge.contracts.flags import Phase
-from strangler_bridge.service_client import ServiceClient
 from strangler_bridge.settings import Settings
+from strangler_bridge.signing import sign
 from tests.support.stack import follow
 from tests.support.waiting import wait_for
 

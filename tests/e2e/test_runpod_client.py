@@ -21,7 +21,7 @@ from strangler_bridge.errors import (
     ProviderUnavailable,
 )
 from strangler_bridge.http import RetryPolicy
-from strangler_bridge.providers.runpod import (
+from strangler_bridge.providers.runpod.client import (
     AsyncRunPodClient,
     RunPodClient,
     RunPodJob,

@@ -20,7 +20,7 @@ import pytest
 
 from strangler_bridge.audio import wav_duration
 from strangler_bridge.cli.servers import ThreadedServer
-from strangler_bridge.providers.runpod import parse_tts_output, tts_input
+from strangler_bridge.providers.runpod.client import parse_tts_output, tts_input
 from strangler_bridge.simulators.runpod import RunPodSimConfig, create_app, speech_duration
 
 pytestmark = [

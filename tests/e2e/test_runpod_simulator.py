@@ -24,7 +24,7 @@ from strangler_bridge.cli.redis_server import free_port
 from strangler_bridge.cli.servers import ThreadedServer
 from strangler_bridge.errors import ProviderNotFound, ProviderRejected
 from strangler_bridge.http import NO_RETRY
-from strangler_bridge.providers.runpod import RunPodClient, RunPodJob, RunPodPolicy, parse_tts_output, tts_input
+from strangler_bridge.providers.runpod.client import RunPodClient, RunPodJob, RunPodPolicy, parse_tts_output, tts_input
 from strangler_bridge.simulators.runpod import RunPodSimConfig, create_app, speech_duration
 from tests.support.waiting import wait_for
 

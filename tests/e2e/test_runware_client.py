@@ -22,7 +22,7 @@ from strangler_bridge.errors import (
     ProviderUnavailable,
 )
 from strangler_bridge.http import RetryPolicy
-from strangler_bridge.providers.runware import (
+from strangler_bridge.providers.runware.client import (
     AsyncRunwareClient,
     ImageTask,
     InferenceOutcome,

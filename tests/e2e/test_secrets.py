@@ -14,10 +14,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from fastapi_app.signing import sign
 from fastapi_app.tts.runpod_work import PURPOSE as TTS
 from strangler_bridge.cli.devstack import DevStack
 from strangler_bridge.settings import Settings
+from strangler_bridge.signing import sign
 from tests.support.stack import follow, tts_body
 
 pytestmark = pytest.mark.e2e

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -241,7 +241,7 @@ def audit_artifacts(client: httpx.Client, job: dict[str, Any]) -> Audit:
     audit = Audit()
     steps = {step["name"]: step for step in job["steps"]}
     tts = client.get(f"/tts/batch/{steps['tts']['batch_id']}").json()
-    segments = client.get(f"/jobs/{job['id']}/segments.json")
+    segments = client.get(f"/jobs/{job['id']}/segments.json", follow_redirects=True)
     listed = json.loads(segments.content).get("segments", []) if segments.status_code == 200 else []
     if len(listed) != CHUNKS_PER_JOB:
         audit.lost += 1
@@ -252,7 +252,8 @@ def audit_artifacts(client: httpx.Client, job: dict[str, Any]) -> Audit:
     items += [("image", image, image["image_url"]) for image in images["images"]]
     items.append(("video", job, job["video_url"]))
     for kind, record, url in items:
-        response = client.get(url) if url else None
+        # With S3 the API answers a download with a redirect to the bucket.
+        response = client.get(url, follow_redirects=True) if url else None
         if response is None or response.status_code != 200 or not _is_media(kind, response.content):
             audit.lost += 1
         elif kind == "audio":
@@ -272,7 +273,7 @@ def audit_unfinished(client: httpx.Client, job: dict[str, Any]) -> int:
         for item in client.get(f"{path}/{batch_id}").json()[field_name] if batch_id else []:
             if item["status"] != "completed" or not item[link]:
                 continue
-            data = client.get(item[link]).content
+            data = client.get(item[link], follow_redirects=True).content
             if step == "tts":
                 _audio_truth(audit, item, data)
             elif item["size_bytes"] != len(data):
@@ -357,6 +358,8 @@ class Scenario:
     evidence: tuple[str, ...] = ()  # fault counters (see fault_evidence) that must be non-zero after the run
     workers: int = 2
     runner: Callable[[Scenario, int, Path], Outcome] | None = None  # a scenario that is not API jobs
+    #: ``s3``: artifacts in a bucket of moto's S3 server, each process with its own directories (no shared disk).
+    storage: Literal["local", "s3"] = "local"
 
     def passed(self, outcome: Outcome) -> bool:
         """Whether the row holds: nothing paid twice, lost or stored unlike its record, and every job completed
@@ -380,13 +383,19 @@ def run_scenario(scenario: Scenario, jobs: int, workdir: Path) -> Outcome:
     started = time.monotonic()
     deadline = started + scenario.deadline_s(jobs)
     redis = RedisServer(appendonly=True).start()
+    cleanup = contextlib.ExitStack()
+    settings = base_settings(redis.url, workdir, scenario.settings)
+    process_env = None
+    if scenario.storage == "s3":
+        settings, process_env = on_s3(settings, workdir, cleanup)
     stack = DevStack(
-        base_settings(redis.url, workdir, scenario.settings),
+        settings,
         workers=scenario.workers,
         runpod={**BASE_RUNPOD, **scenario.runpod},
         runware={**BASE_RUNWARE, **scenario.runware},
         video={**BASE_VIDEO, **scenario.video},
         log_dir=workdir / "logs",
+        process_env=process_env,
     )
     try:
         stack.start()
@@ -414,4 +423,24 @@ def run_scenario(scenario: Scenario, jobs: int, workdir: Path) -> Outcome:
         outcome.seconds = time.monotonic() - started
         stack.stop()
         redis.close()
+        cleanup.close()
     return outcome
+
+
+def on_s3(
+    settings: Settings, workdir: Path, cleanup: contextlib.ExitStack
+) -> tuple[Settings, Callable[[str], dict[str, str]]]:
+    """Settings with artifacts in a new bucket of a moto S3 server (stopped by ``cleanup``), and each process's
+    environment: the AWS credentials and directories of its own."""
+    from tests.support.s3 import AWS_ENV, MotoServer, new_bucket
+
+    server = MotoServer(workdir / "moto.log")
+    cleanup.callback(server.stop)
+    url = f"s3://{new_bucket(server.url)}/artifacts"
+
+    def own(name: str) -> dict[str, str]:
+        folder = workdir / "machines" / name
+        folder.mkdir(parents=True)
+        return {**AWS_ENV, "STRANGLER_ARTIFACTS_DIR": str(folder / "artifacts"), "TMPDIR": str(folder)}
+
+    return settings.model_copy(update={"artifacts_url": url, "s3_endpoint_url": server.url}), own

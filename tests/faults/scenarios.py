@@ -6,6 +6,8 @@ fixed durations are how long an outage lasts, which is the fault itself.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import httpx
 import redis
 from rq import Worker
@@ -284,6 +286,14 @@ SCENARIOS: list[Scenario] = [
         evidence=("runpod_webhooks_held",),
     ),
 ]
+
+
+def on_s3(scenario: Scenario) -> Scenario:
+    """The same row with artifacts in S3 (moto) and no disk shared between the API and the workers."""
+    return replace(scenario, key=f"{scenario.key}-s3", title=f"{scenario.title}, artifacts in S3", storage="s3")
+
+
+SCENARIOS += [on_s3(row) for row in SCENARIOS if row.key in ("worker-sigkill", "redis-restart")]
 
 
 def by_key(key: str) -> Scenario:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fastapi_app.docstore import Effects
+from fastapi_app.store.docstore import Effects
 from strangler_bridge.audio import tone_wav
 from strangler_bridge.cli.devstack import DevStack
 from strangler_bridge.settings import Settings
@@ -44,8 +44,8 @@ def test_creating_the_render_again_after_a_crash_finds_the_first_one(settings: S
     # video step pending; the next advance creates the render again under the same Idempotency-Key. That must
     # find the first render, not fail the job because the signed links in the body were signed at another time.
     from fastapi_app.pipeline.orchestrator import advance
-    from fastapi_app.pipeline.records import JobRecord
     from fastapi_app.runtime import Runtime
+    from fastapi_app.store.job import JobRecord
     from strangler_bridge.contracts.common import BatchStatus, ItemStatus
     from strangler_bridge.contracts.jobs import StepName
 
@@ -82,8 +82,7 @@ def test_creating_the_render_again_after_a_crash_finds_the_first_one(settings: S
 def test_a_render_waits_for_the_api_serving_its_assets_instead_of_failing(settings: Settings, tmp_path: Path) -> None:
     # Found by the api-restart row: renders sent while the API (which serves their assets) was restarting
     # failed at the video service's download, each costing an attempt and a second render. They must wait.
-    from fastapi_app import enqueueing
-    from fastapi_app.artifact_links import link
+    from fastapi_app.api.artifact_links import link
     from fastapi_app.renders.service import create_render
     from fastapi_app.runtime import Runtime
     from strangler_bridge.contracts.video import VideoRenderCreate
@@ -100,8 +99,7 @@ def test_a_render_waits_for_the_api_serving_its_assets_instead_of_failing(settin
             segment = {"index": 0, "start_s": 0.0, "end_s": 0.5, "text": "Hi."}
             links = {"audio_url": link(rt, "held/a.wav"), "image_url": link(rt, "held/i.png")}
             body = VideoRenderCreate.model_validate({"video_id": "held", "segments": [{**segment, **links}]})
-            render, _ = create_render(rt, body, idempotency_key=None)
-            enqueueing.submit_render(rt, render.id)
+            render, _ = create_render(rt, body, idempotency_key=None)  # queues its submission too
         finally:
             rt.close()
         worker = stack.workers[0]

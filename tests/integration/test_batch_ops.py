@@ -8,10 +8,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from fastapi_app.batch_ops import Transition, update_batch_many
-from fastapi_app.batches import Batch, Claim, claim_group, new_batch
-from fastapi_app.docstore import Effects
+from fastapi_app.batching.updates import Transition, update_batch_many
 from fastapi_app.runtime import Runtime
+from fastapi_app.store.batch import Batch, new_batch
+from fastapi_app.store.batch_transitions import Claim, claim_group
+from fastapi_app.store.docstore import Effects
 from strangler_bridge.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -38,5 +39,5 @@ def test_transitions_apply_in_order_as_one_write(rt: Runtime) -> None:
     reloaded = rt.batches.load(batch.id)
     assert isinstance(reloaded, Batch)
     assert [g.status.value for g in reloaded.groups] == ["submitting", "submitting", "pending"]
-    due = {m.decode(): s for m, s in rt.redis.zrange(rt.batches.due_key, 0, -1, withscores=True)}
+    due = {m.decode(): s for m, s in rt.redis.zrange(rt.keys.due, 0, -1, withscores=True)}
     assert due == {"img:img_many:0": pytest.approx(now + 30.0), "img:img_many:1": pytest.approx(now + 30.0)}

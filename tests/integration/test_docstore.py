@@ -7,8 +7,9 @@ import threading
 import pytest
 import redis
 
-from fastapi_app.docstore import DocStore, Effects, Record
-from strangler_bridge.errors import Conflict
+from fastapi_app.store.docstore import DocStore, Effects, Record
+from strangler_bridge.errors import Conflict, RecordNotFound
+from strangler_bridge.keys import DueKind, DueMember, Keys
 from strangler_bridge.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -19,7 +20,7 @@ class Counter(Record):
 
 
 def _store(client: redis.Redis, settings: Settings) -> DocStore[Counter]:
-    return DocStore(client, settings.redis_prefix, "counter", Counter, ttl_s=60)
+    return DocStore(client, Keys(settings.redis_prefix), "counter", Counter, ttl_s=60)
 
 
 def test_concurrent_transitions_never_lose_an_update(redis_client: redis.Redis, settings: Settings) -> None:
@@ -73,7 +74,7 @@ def test_unchanged_transition_writes_and_publishes_nothing(redis_client: redis.R
     store = _store(redis_client, settings)
     store.create(Counter(id="c2"), Effects())
     pubsub = redis_client.pubsub()
-    pubsub.subscribe(store.channel("c2"))
+    pubsub.subscribe(store.keys.changes("c2"))
     pubsub.get_message(timeout=1)  # the subscribe confirmation
     record, _ = store.update("c2", lambda r: (Effects(changed=False), None))
     assert record.version == 1
@@ -85,11 +86,16 @@ def test_unchanged_transition_writes_and_publishes_nothing(redis_client: redis.R
 
 def test_effects_maintain_the_due_index(redis_client: redis.Redis, settings: Settings) -> None:
     store = _store(redis_client, settings)
-    store.create(Counter(id="c3"), Effects(due={"tts:c3:0": 10.0, "tts:c3:1": 20.0}))
-    store.update("c3", lambda r: (Effects(undue={"tts:c3:0"}, due={"tts:c3:1": 30.0}), None))
-    assert redis_client.zrange(store.due_key, 0, -1, withscores=True) == [(b"tts:c3:1", 30.0)]
+    store.create(
+        Counter(id="c3"), Effects(due={DueMember(DueKind.TTS, "c3", 0): 10.0, DueMember(DueKind.TTS, "c3", 1): 20.0})
+    )
+    store.update(
+        "c3",
+        lambda r: (Effects(undue={DueMember(DueKind.TTS, "c3", 0)}, due={DueMember(DueKind.TTS, "c3", 1): 30.0}), None),
+    )
+    assert redis_client.zrange(store.keys.due, 0, -1, withscores=True) == [(b"tts:c3:1", 30.0)]
 
 
 def test_missing_record_is_a_key_error(redis_client: redis.Redis, settings: Settings) -> None:
-    with pytest.raises(KeyError):
+    with pytest.raises(RecordNotFound):
         _store(redis_client, settings).update("nope", lambda r: (Effects(), None))

@@ -9,10 +9,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from fastapi_app.batches import Batch, Claim, ItemResult, claim_group, complete_group, new_batch
-from fastapi_app.docstore import Effects
 from fastapi_app.images.batch_writes import BatchWrites
 from fastapi_app.runtime import Runtime
+from fastapi_app.store.batch import Batch, new_batch
+from fastapi_app.store.batch_transitions import Claim, ItemResult, claim_group, complete_group
+from fastapi_app.store.docstore import Effects
 from strangler_bridge.contracts.common import BatchStatus
 from strangler_bridge.settings import Settings
 
@@ -61,4 +62,4 @@ def test_a_batchs_images_arriving_together_are_claimed_and_completed_in_one_writ
     stored = _stored(rt, batch.id)
     assert stored.version == 3  # created, claimed, completed: three writes for twenty images
     assert stored.status is BatchStatus.COMPLETED
-    assert rt.redis.zrange(rt.batches.due_key, 0, -1) == []  # every claim's deadline went with its completion
+    assert rt.redis.zrange(rt.keys.due, 0, -1) == []  # every claim's deadline went with its completion

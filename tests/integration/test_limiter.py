@@ -7,8 +7,8 @@ import asyncio
 import pytest
 import redis.asyncio as aredis
 
-from fastapi_app import limiter as limiter_module
-from fastapi_app.limiter import Limiter
+from fastapi_app.store import limiter as limiter_module
+from fastapi_app.store.limiter import Limiter
 from strangler_bridge.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,10 @@ import redis
 from fastapi.testclient import TestClient
 
 from fastapi_app import create_app
-from fastapi_app.batches import ItemResult, complete_group
-from fastapi_app.docstore import DocStore
-from fastapi_app.signing import sign
+from fastapi_app.store.batch_transitions import ItemResult, complete_group
+from fastapi_app.store.docstore import DocStore
 from strangler_bridge.settings import Settings
+from strangler_bridge.signing import sign
 from tests.conftest import TEST_TOKEN
 
 pytestmark = pytest.mark.integration

@@ -13,13 +13,12 @@ from fastapi.testclient import TestClient
 
 from fastapi_app import create_app
 from fastapi_app.metrics.families import WEBHOOK_RESULTS
-from fastapi_app.metrics.store import counters_key
 from fastapi_app.runtime import Runtime
-from fastapi_app.signing import sign
 from fastapi_app.tts import webhook_inbox
 from fastapi_app.tts.runpod_work import PURPOSE
 from strangler_bridge.audio import tone_wav
 from strangler_bridge.settings import Settings
+from strangler_bridge.signing import sign
 from tests.conftest import TEST_TOKEN
 
 pytestmark = pytest.mark.integration
@@ -65,7 +64,7 @@ def _completed(indexes: list[int]) -> dict[str, Any]:
 
 
 def _results(rt: Runtime) -> dict[str, float]:
-    raw = rt.redis.hgetall(counters_key(rt.settings.redis_prefix))
+    raw = rt.redis.hgetall(rt.keys.counters)
     wanted = {WEBHOOK_RESULTS.sample(("runpod", o)): o for o in ("accepted", "duplicate", "error")}
     return {wanted[k.decode()]: float(v) for k, v in raw.items() if k.decode() in wanted}
 
@@ -83,7 +82,7 @@ def test_webhooks_are_answered_before_being_applied_and_applied_in_one_write(
         answer = _deliver(client, configured, created["id"], group, _completed([2 * group, 2 * group + 1]))
         assert answer.status_code == 200 and answer.json() == {"status": "queued"}
     assert _status(client, created["id"])["version"] == created["version"]  # nothing applied yet
-    assert rt.redis.xlen(webhook_inbox.stream_key(rt)) == 3
+    assert rt.redis.xlen(rt.keys.tts_inbox) == 3
 
     assert webhook_inbox.apply_new(rt, "test-consumer") == 3
 
@@ -92,7 +91,7 @@ def test_webhooks_are_answered_before_being_applied_and_applied_in_one_write(
     assert [c["status"] for c in done["chunks"]] == ["completed"] * CHUNKS
     assert all(c["duration_s"] == pytest.approx(0.25) for c in done["chunks"])
     assert done["version"] == created["version"] + 1  # the three groups of one batch: one record update
-    assert rt.redis.xlen(webhook_inbox.stream_key(rt)) == 0  # acknowledged and deleted
+    assert rt.redis.xlen(rt.keys.tts_inbox) == 0  # acknowledged and deleted
     assert _results(rt) == {"accepted": 3}
 
 
@@ -117,20 +116,20 @@ def test_bad_bodies_are_refused_by_the_api_and_never_queued(
     created = _create(client)
     answer = _deliver(client, configured, created["id"], 0, {"status": "WHATEVER"})
     assert answer.status_code == 422 and answer.json()["error"]["field"] == "body"
-    assert rt.redis.xlen(webhook_inbox.stream_key(rt)) == 0
+    assert rt.redis.xlen(rt.keys.tts_inbox) == 0
 
 
 def test_an_unreadable_entry_is_dropped_without_holding_back_the_others(
     client: TestClient, rt: Runtime, configured: Settings
 ) -> None:
     created = _create(client)
-    rt.redis.xadd(webhook_inbox.stream_key(rt), {"batch": created["id"], "group": "x", "attempt": "1", "body": "{"})
+    rt.redis.xadd(rt.keys.tts_inbox, {"batch": created["id"], "group": "x", "attempt": "1", "body": "{"})
     _deliver(client, configured, created["id"], 1, _completed([2, 3]))
     assert webhook_inbox.apply_new(rt, "test-consumer") == 2
     chunks = _status(client, created["id"])["chunks"]
     assert [c["status"] for c in chunks[2:4]] == ["completed", "completed"]
-    assert rt.redis.xlen(webhook_inbox.stream_key(rt)) == 0
-    assert rt.redis.xpending(webhook_inbox.stream_key(rt), webhook_inbox.GROUP)["pending"] == 0
+    assert rt.redis.xlen(rt.keys.tts_inbox) == 0
+    assert rt.redis.xpending(rt.keys.tts_inbox, webhook_inbox.GROUP)["pending"] == 0
 
 
 def test_entries_read_by_a_consumer_that_died_are_applied_by_another(
@@ -139,7 +138,7 @@ def test_entries_read_by_a_consumer_that_died_are_applied_by_another(
     created = _create(client)
     _deliver(client, configured, created["id"], 2, _completed([4, 5]))
     # A worker reads the entry, then dies before applying it.
-    read = rt.redis.xreadgroup(webhook_inbox.GROUP, "dead-worker", {webhook_inbox.stream_key(rt): ">"}, count=10)
+    read = rt.redis.xreadgroup(webhook_inbox.GROUP, "dead-worker", {rt.keys.tts_inbox: ">"}, count=10)
     assert len(read[0][1]) == 1
     assert webhook_inbox.apply_new(rt, "live-worker") == 0  # not delivered twice while its reader may be alive
 
@@ -147,7 +146,7 @@ def test_entries_read_by_a_consumer_that_died_are_applied_by_another(
     assert webhook_inbox.reclaim(rt, "live-worker") == 1
     chunks = _status(client, created["id"])["chunks"]
     assert [c["status"] for c in chunks[4:6]] == ["completed", "completed"]
-    assert rt.redis.xpending(webhook_inbox.stream_key(rt), webhook_inbox.GROUP)["pending"] == 0
+    assert rt.redis.xpending(rt.keys.tts_inbox, webhook_inbox.GROUP)["pending"] == 0
 
 
 def test_a_consumer_rereads_what_it_read_but_did_not_acknowledge(
@@ -155,7 +154,7 @@ def test_a_consumer_rereads_what_it_read_but_did_not_acknowledge(
 ) -> None:
     created = _create(client)
     _deliver(client, configured, created["id"], 0, _completed([0, 1]))
-    rt.redis.xreadgroup(webhook_inbox.GROUP, "restarted", {webhook_inbox.stream_key(rt): ">"}, count=10)
+    rt.redis.xreadgroup(webhook_inbox.GROUP, "restarted", {rt.keys.tts_inbox: ">"}, count=10)
     assert webhook_inbox.apply_new(rt, "restarted", own_pending=True) == 1
     assert _status(client, created["id"])["chunks"][0]["status"] == "completed"
     assert _results(rt) == {"accepted": 1}

@@ -21,7 +21,9 @@ StackFactory = Callable[..., DevStack]
 def legacy_stack(redis_url: str, root: Path, prefix: str, token: str, **knobs: Any) -> DevStack:
     """A started stack for the example legacy app's tests, its keys under ``prefix`` of the shared test Redis.
 
-    ``knobs`` are the simulators' (``runpod=``, ``runware=``); stop it, then :func:`forget_keys`.
+    ``knobs`` are the simulators' (``runpod=``, ``runware=``); stop it, then :func:`forget_keys`. Reuse is off:
+    these tests tell which code path made a video from the providers' counters, and every video tells the same
+    story (a reused chunk would reach no provider).
     """
     base = Settings.load(
         redis_url=redis_url,
@@ -32,6 +34,7 @@ def legacy_stack(redis_url: str, root: Path, prefix: str, token: str, **knobs: A
         reconcile_after_s=1.5,
         reconcile_interval_s=0.2,
         tts_group_size=4,
+        reuse=False,
     )
     return DevStack(base, log_dir=root / "logs", **knobs).start()
 

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from fastapi_app.batches import (
-    Batch,
-    FailureCode,
-    GroupStatus,
+from fastapi_app.store.batch import Batch, FailureCode, GroupStatus, new_batch
+from fastapi_app.store.batch_transitions import (
     ItemResult,
     cancel_batch,
     claim_group,
     complete_group,
     expire_batch,
     fail_attempt,
-    new_batch,
     record_submission,
     reject_group,
     release_claim,
@@ -262,7 +259,7 @@ def test_retry_never_leaves_a_running_batch_with_nothing_to_submit() -> None:
     assert again == 1 and batch.status is BatchStatus.RUNNING
     assert batch.group(0).status is GroupStatus.PENDING and batch.group(0).attempts_used == 0
     assert batch.item(0).status is ItemStatus.COMPLETED and batch.item(1).status is ItemStatus.PENDING
-    assert list(effects.due) == ["tts:tts_0123456789abcdef:0"]
+    assert [member.format() for member in effects.due] == ["tts:tts_0123456789abcdef:0"]
 
 
 def test_a_differing_second_delivery_never_replaces_the_recorded_result() -> None:

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from fastapi_app import changes
-from fastapi_app.changes import ChangeHub
+from fastapi_app.store import changes
+from fastapi_app.store.changes import ChangeHub
+from strangler_bridge.keys import Keys
 
 
 async def _stuck(started: asyncio.Event, release: asyncio.Event) -> None:
@@ -29,7 +30,7 @@ def test_stop_gives_up_on_a_listener_that_will_not_stop(
 
     async def scenario() -> tuple[bool, bool]:
         started, release = asyncio.Event(), asyncio.Event()
-        hub = ChangeHub(client=Any, prefix="p")  # type: ignore[arg-type]  # the client is never used here
+        hub = ChangeHub(client=Any, keys=Keys("p"))  # type: ignore[arg-type]  # the client is never used here
         hub._task = asyncio.create_task(_stuck(started, release))
         await started.wait()
         await hub.stop()
@@ -38,7 +39,7 @@ def test_stop_gives_up_on_a_listener_that_will_not_stop(
         await hub._task
         return stuck, hub._task.done()
 
-    with caplog.at_level(logging.WARNING, logger="fastapi_app.changes"):
+    with caplog.at_level(logging.WARNING, logger="fastapi_app.store.changes"):
         stuck, finished_later = asyncio.run(scenario())
     assert stuck and finished_later
     assert "did not stop" in caplog.text

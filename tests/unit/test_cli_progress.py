@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from rich.console import Console
 
-from strangler_bridge.cli.progress import _LiveView, _PlainView, step_age, step_line
+from strangler_bridge.cli.progress import _LiveView, _PlainView, reuse_summary, step_age, step_line
 from strangler_bridge.contracts.jobs import JobStatus
 
 pytestmark = pytest.mark.unit
@@ -75,3 +75,12 @@ def test_bars_fit_80_columns_and_print_the_error_whole() -> None:
     for name in ("tts", "segments", "imagegen", "video"):
         assert f"{name} " in text
     assert REASON in " ".join(text.split())
+
+
+def test_a_step_shows_its_reused_items_and_the_job_what_reuse_saved() -> None:
+    job = _failed_job()
+    job.steps[0].reused = 11
+    assert step_line(job.steps[0]).split()[4:] == ["reused", "11"]
+    assert reuse_summary(job) is None
+    job.reused, job.cost_saved, job.cost_total = 11, 0.02712, 0.0013
+    assert reuse_summary(job) == "reused 11 items (saved $0.0271), paid $0.0013"

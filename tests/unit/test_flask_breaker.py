@@ -7,7 +7,7 @@ import threading
 import httpx
 import pytest
 
-from flask_plugin.breaker import BreakerSnapshot, BreakerState, CircuitBreaker, GuardedTransport, guarding
+from strangler_bridge.client.breaker import BreakerSnapshot, BreakerState, CircuitBreaker, GuardedTransport, guarding
 from strangler_bridge.contracts.flags import Phase
 from strangler_bridge.errors import BreakerOpen
 from tests.support.waiting import wait_for

@@ -11,14 +11,14 @@ from typing import Any, cast
 
 import pytest
 
-from fastapi_app.batch_ops import Transition
-from fastapi_app.batches import Batch, new_batch
-from fastapi_app.docstore import Effects
+from fastapi_app.batching.updates import Transition
 from fastapi_app.images import request_loop as request_loop_module
 from fastapi_app.images.batch_writes import BatchWrites
 from fastapi_app.images.request_loop import RequestLoop, batch_writes, gated, shared_redis
 from fastapi_app.runtime import Runtime
-from strangler_bridge.errors import StoreUnavailable
+from fastapi_app.store.batch import Batch, new_batch
+from fastapi_app.store.docstore import Effects
+from strangler_bridge.errors import RecordNotFound, StoreUnavailable
 from strangler_bridge.settings import Settings
 from tests.support.waiting import wait_for
 
@@ -236,7 +236,7 @@ def test_a_failing_transition_fails_only_its_own_caller() -> None:
     assert store.calls == [("held", 1), ("held", 3), ("held", 1), ("held", 1), ("held", 1)]
 
 
-@pytest.mark.parametrize("error", [KeyError("held"), StoreUnavailable("Redis is down")])
+@pytest.mark.parametrize("error", [RecordNotFound("no batch 'held'"), StoreUnavailable("Redis is down")])
 def test_a_missing_batch_or_store_fails_every_queued_write_without_retrying_each(error: Exception) -> None:
     store = FakeStore()
 

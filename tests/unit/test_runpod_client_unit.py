@@ -20,7 +20,7 @@ from strangler_bridge.errors import (
     ProviderUnavailable,
 )
 from strangler_bridge.http import RetryPolicy
-from strangler_bridge.providers.runpod import (
+from strangler_bridge.providers.runpod.client import (
     AsyncRunPodClient,
     RunPodClient,
     RunPodJob,
@@ -271,7 +271,7 @@ def test_the_api_key_never_shows_in_errors_or_repr() -> None:
     client = _client(handler)
     with pytest.raises(ProviderAuthError) as caught:
         client.health()
-    assert KEY not in str(caught.value) and KEY not in repr(client) and KEY not in repr(client.ops)
+    assert KEY not in str(caught.value) and KEY not in repr(client)
 
 
 # --- settings and async ----------------------------------------------------------------------------
@@ -284,7 +284,7 @@ def test_from_settings_names_the_missing_variables() -> None:
     assert "STRANGLER_RUNPOD_API_KEY" in str(caught.value)
     settings = Settings.load(runpod_endpoint_url=ENDPOINT, runpod_api_key=KEY, http_timeout_s=3.0)
     with RunPodClient.from_settings(settings) as client:
-        assert client.ops.endpoint_url == ENDPOINT and client.ops.timeout_s == 3.0
+        assert client.endpoint_url == ENDPOINT and client.timeout_s == 3.0
 
 
 def test_async_client_runs_the_same_operations() -> None:
@@ -376,7 +376,7 @@ def test_a_test_api_job_id_is_noticed_once_and_later_submits_carry_no_webhook(
 ) -> None:
     handler, seen = _recorder(httpx.Response(200, json={"id": "test-1b2c", "status": "IN_PROGRESS"}))
     client = _client(handler)
-    with caplog.at_level("WARNING", logger="strangler_bridge.providers.runpod"):
+    with caplog.at_level("WARNING", logger="strangler_bridge.providers.runpod.client"):
         first = client.run({"x": 1}, webhook="https://bridge.example/tts/callback?token=t")
         client.run({"x": 2}, webhook="https://bridge.example/tts/callback?token=t")
     assert first.status is RunPodStatus.IN_PROGRESS and client.local_test_api

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fastapi_app.signing import sign, verify
 from strangler_bridge.errors import Unauthorized
+from strangler_bridge.signing import sign, verify
 
 pytestmark = pytest.mark.unit
 

@@ -1,6 +1,6 @@
 """A model-based test of the batch and job transitions (issue 14, "Prove it").
 
-Hypothesis drives the pure transitions of :mod:`fastapi_app.batches` and :mod:`fastapi_app.pipeline.records`
+Hypothesis drives the pure transitions of :mod:`fastapi_app.store.batch` and :mod:`fastapi_app.store.job`
 through arbitrary interleavings of what workers, providers and clients do: claims and submissions, lapsed
 claims, deliveries (duplicate, late, partial, differing), failure reports, unusable outputs, deadlines,
 reconciles, cancels and retries. After every step it checks the invariants that make every job end with a
@@ -25,29 +25,25 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from fastapi_app.batches import (
-    Batch,
+from fastapi_app.store.batch import Batch, FailureCode, GroupStatus, Kind, new_batch
+from fastapi_app.store.batch_transitions import (
     Claim,
-    FailureCode,
-    GroupStatus,
     ItemResult,
-    Kind,
     cancel_batch,
     claim_group,
     complete_group,
-    due_member,
     expire_batch,
     fail_attempt,
-    new_batch,
     record_submission,
     reject_group,
     release_claim,
     retry_failed,
 )
-from fastapi_app.docstore import Effects
-from fastapi_app.pipeline.records import JobRecord, cancel_job, fail_step, finish_step, retry_job, start_step
+from fastapi_app.store.docstore import Effects
+from fastapi_app.store.job import JobRecord, cancel_job, fail_step, finish_step, retry_job, start_step
 from strangler_bridge.contracts.common import BatchStatus, ItemStatus
 from strangler_bridge.contracts.jobs import StepName
+from strangler_bridge.keys import DueMember
 
 pytestmark = pytest.mark.unit
 
@@ -67,7 +63,7 @@ class PipelineModel(RuleBasedStateMachine):
         self.job = JobRecord(id="job_model", request={})
         self.batches: dict[StepName, Batch] = {}
         self.claims: list[tuple[StepName, Claim]] = []
-        self.due: set[str] = set()
+        self.due: set[DueMember] = set()
         self.recorded_ids: dict[tuple[StepName, int], set[str]] = {}
         self.first_artifact: dict[tuple[StepName, int], str] = {}
         self.deliveries = 0
@@ -112,7 +108,7 @@ class PipelineModel(RuleBasedStateMachine):
                 f"{kind}_b", kind, list(range(items)), group, {}, video_id=None, deadline_s=DEADLINE_S, now=self.now
             )
             self.batches[step.name] = batch
-            self.due |= {due_member(kind, batch.id, g.no) for g in batch.groups}
+            self.due |= {batch.due(g.no) for g in batch.groups}
         if step.status is ItemStatus.PENDING:
             start_step(self.job, step.name, now=self.now, batch_id=batch.id)
         if batch.status is BatchStatus.COMPLETED:
@@ -263,7 +259,7 @@ class PipelineModel(RuleBasedStateMachine):
             assert not all(group.status.terminal for group in batch.groups), batch  # running, nothing to do
             for group in batch.groups:
                 if not group.status.terminal:
-                    assert due_member(batch.kind, batch.id, group.no) in self.due, group
+                    assert batch.due(group.no) in self.due, group
 
     @invariant()
     def completed_means_every_artifact(self) -> None:

@@ -23,7 +23,7 @@ from strangler_bridge.errors import (
     ProviderUnavailable,
 )
 from strangler_bridge.http import RetryPolicy
-from strangler_bridge.providers.video import (
+from strangler_bridge.providers.video.client import (
     AsyncVideoClient,
     RenderRequest,
     RenderSegment,

@@ -67,6 +67,13 @@
   const short = (id) => (id && id.length > 14 ? `${id.slice(0, 12)}…` : id || "");
   const badge = (status) => el("span", { class: `badge ${status}`, "data-field": "status", text: status });
 
+  // What reuse spared a job or batch: " (reused 38, saved $0.0271)"; nothing when nothing was reused.
+  function reuseNote(item) {
+    if (!item.reused) return "";
+    const saved = item.cost_saved === null || item.cost_saved === undefined ? "" : `, saved ${money(item.cost_saved)}`;
+    return ` (reused ${item.reused}${saved})`;
+  }
+
   function progressBar(progress) {
     const label = `${progress.done}/${progress.total}` + (progress.failed ? ` (${progress.failed} failed)` : "");
     return el(
@@ -114,6 +121,7 @@
     const parts = [step.name, `${step.progress.done}/${step.progress.total}`];
     if (step.duration_s !== null && step.duration_s !== undefined) parts.push(seconds(step.duration_s));
     if (step.cost !== null && step.cost !== undefined) parts.push(money(step.cost));
+    if (step.reused) parts.push(`reused ${step.reused}`);
     return el("span", {
       class: `step ${step.status}`,
       "data-step": step.name,
@@ -170,7 +178,7 @@
           el("span", { class: "muted", text: current ? `${current.name} ` : "steps " }),
           progressBar(progress),
         ),
-        el("td", { class: "wide", text: money(job.cost_total) }),
+        el("td", { class: "wide", "data-field": "cost", text: money(job.cost_total) + reuseNote(job) }),
         el("td", { class: "wide", text: time(job.created_at) }),
         el("td", { class: "wide", text: elapsed(job) }),
         actionCell(job),
@@ -312,6 +320,7 @@
         el("td", { text: b.video_id || "" }),
         el("td", {}, badge(b.status)),
         el("td", { "data-field": "progress" }, progressBar(b.progress)),
+        el("td", { "data-field": "reused", text: reuseNote(b).trim() }),
         el("td", { class: "wide", text: time(b.created_at) }),
         el("td", { class: "wide", text: elapsed(b) }),
         el("td", { class: "error", "data-field": "error", text: b.error || "" }),

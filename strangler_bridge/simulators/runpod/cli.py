@@ -40,7 +40,7 @@ def _knobs(ctx: click.Context, param: click.Parameter, value: str | None) -> dic
 @click.option("--endpoint-id", help="Serve only this endpoint id (default: any id, e.g. 'sim').")
 @click.option("--api-key", help="Require this API key (default: any non-empty key).")
 @click.option(
-    "--output", "output_mode", type=click.Choice(["base64", "url"]), help="How the built-in TTS returns audio."
+    "--output", "output_mode", type=click.Choice(["base64", "url", "s3"]), help="How the built-in TTS returns audio."
 )
 @click.option("--workers", type=click.IntRange(0), help="Jobs run at once (default 4).")
 @click.option("--queue-delay", callback=_duration, help="Least time a job is IN_QUEUE: S or MIN,MAX seconds.")

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
-from strangler_bridge.providers.runpod_models import RunPodStatus
+from strangler_bridge.providers.runpod.models import RunPodStatus
 
 #: RunPod operations, as named in rate limits, injected faults and counters.
 Operation = Literal["run", "runsync", "status", "status-sync", "cancel", "retry", "purge-queue", "health"]
@@ -87,7 +87,11 @@ class RunPodSimConfig(_Knobs):
     handler: str | Handler | None = Field(
         None, description="A runpod.serverless handler, 'module:function' or 'path/file.py[:function]'; None: TTS."
     )
-    output_mode: Literal["base64", "url"] = Field("base64", description="How the built-in TTS returns audio.")
+    output_mode: Literal["base64", "url", "s3"] = Field(
+        "base64",
+        description="How the built-in TTS returns audio (`s3`: uploaded with the job's s3Config, as `audio_key`; "
+        "base64 when the job has none).",
+    )
     lying_wav_header: bool = Field(
         False, description="The built-in TTS writes WAVs whose header claims ~4 GB of samples (a lying header)."
     )

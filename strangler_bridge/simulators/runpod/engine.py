@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from strangler_bridge.providers.runpod_models import RunPodStatus
+from strangler_bridge.providers.runpod.models import RunPodStatus
 from strangler_bridge.simulators.runpod.config import WEEK_MS, Handler, Operation, RunPodSimConfig, sample
 from strangler_bridge.simulators.runpod.handlers import (
     ABSENT,
@@ -163,6 +163,8 @@ class RunPodEngine:
         )
         self.jobs[job.id] = job
         self.counters.jobs_received["runsync" if sync else "run"] += 1
+        chunks = body["input"].get("chunks") if isinstance(body["input"], dict) else None
+        self.counters.events["chunks_received"] += len(chunks) if isinstance(chunks, list) else 0
         job.ttl_timer = asyncio.get_running_loop().call_later(ttl_ms / 1000, self._ttl_expired, job.id)
         self._enqueue(job)
         return job

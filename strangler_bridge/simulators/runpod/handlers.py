@@ -111,7 +111,9 @@ class TtsHandler:
             if context.lying_wav_header:
                 audio = with_lying_header(audio)
             result: dict[str, Any] = {"index": index, "duration_s": duration}
-            if context.output_mode == "url":
+            if context.output_mode == "s3" and job.get("s3Config"):
+                result["audio_key"] = upload_to_bucket(job["s3Config"], f"{job['id']}-{index}.wav", audio)
+            elif context.output_mode == "url":
                 name = f"{job['id']}-{index}"
                 self.store.put(name, audio)
                 result["audio_url"] = f"{context.base_url}/v2/{context.endpoint_id}/audio/{name}.wav"
@@ -119,6 +121,23 @@ class TtsHandler:
                 result["audio_base64"] = base64.b64encode(audio).decode("ascii")
             results.append(result)
         return {"chunks": results}
+
+
+def upload_to_bucket(s3_config: dict[str, str], name: str, data: bytes) -> str:
+    """Upload ``data`` below ``s3Config.objectPath`` with the job's keys, as a handler using ``rp_upload`` would;
+    the object's name (boto3 is imported only here: the ``s3`` output mode needs the ``[s3]`` extra)."""
+    import boto3
+
+    client = boto3.session.Session().client(
+        "s3",
+        endpoint_url=s3_config["endpointUrl"],
+        aws_access_key_id=s3_config["accessId"],
+        aws_secret_access_key=s3_config["accessSecret"],
+        region_name="us-east-1",
+    )
+    key = f"{s3_config.get('objectPath', '').strip('/')}/{name}".lstrip("/")
+    client.put_object(Bucket=s3_config["bucketName"], Key=key, Body=data, ContentType="audio/wav")
+    return key
 
 
 def with_lying_header(wav: bytes) -> bytes:

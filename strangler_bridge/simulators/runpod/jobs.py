@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from strangler_bridge.providers.runpod_models import RunPodStatus
+from strangler_bridge.providers.runpod.models import RunPodStatus
 from strangler_bridge.simulators.runpod.handlers import ABSENT
 
 WEBHOOK_COUNTERS = (
@@ -145,5 +145,6 @@ class Counters:
             "responses_429": self.events["responses_429"],
             "injected_faults": self.events["injected_faults"],
             "partial_outputs": self.events["partial_outputs"],
+            "chunks_received": self.events["chunks_received"],
             "webhooks": {name: self.webhooks[name] for name in WEBHOOK_COUNTERS},
         }

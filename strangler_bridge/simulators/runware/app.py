@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from strangler_bridge.providers.runware_models import is_uuid4
+from strangler_bridge.providers.runware.models import is_uuid4
 from strangler_bridge.simulators.runware import images
 from strangler_bridge.simulators.runware.config import RunwareSimConfig
 from strangler_bridge.simulators.runware.engine import INJECTED_ERRORS, RunwareSim

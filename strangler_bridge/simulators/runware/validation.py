@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
-from strangler_bridge.providers.runware_models import AIR_PATTERN, MAX_SEED, is_uuid4
+from strangler_bridge.providers.runware.models import AIR_PATTERN, MAX_SEED, is_uuid4
 
 DOCS = "https://runware.ai/docs/en/image-inference/api-reference"
 AIR_RE = re.compile(AIR_PATTERN)

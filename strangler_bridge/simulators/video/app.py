@@ -1,4 +1,4 @@
-"""The video service simulator as an ASGI app: the default contract of :mod:`strangler_bridge.providers.video`.
+"""The video service simulator as an ASGI app: the default contract of :mod:`strangler_bridge.providers.video.client`.
 
 Contract routes (``/renders...``, ``/healthz``) obey the fault knobs; control routes under ``/_sim`` never do:
 ``GET/PATCH /_sim/config``, ``GET /_sim/counters``, ``GET /_sim/info``, ``POST /_sim/reset``.
@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from strangler_bridge.providers.video import RenderRequest, RenderState, RenderStatus
+from strangler_bridge.providers.video.client import RenderRequest, RenderState, RenderStatus
 from strangler_bridge.simulators.video.config import VideoSimConfig
 from strangler_bridge.simulators.video.state import Render, SimState
 

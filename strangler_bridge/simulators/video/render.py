@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from strangler_bridge.audio import wav_duration
-from strangler_bridge.providers.video import RenderOptions, RenderRequest
+from strangler_bridge.providers.video.client import RenderOptions, RenderRequest
 
 PLACEHOLDER_HEADER = b"STRANGLER-BRIDGE PLACEHOLDER VIDEO\n"
 _DURATION_RE = re.compile(rb"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")

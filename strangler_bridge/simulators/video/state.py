@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from strangler_bridge.http import Operation, RetryPolicy, adrive
-from strangler_bridge.providers.video import RenderRequest, RenderState, RenderStatus
+from strangler_bridge.providers.video.client import RenderRequest, RenderState, RenderStatus
 from strangler_bridge.simulators.video import render
 from strangler_bridge.simulators.video.config import VideoSimConfig
 

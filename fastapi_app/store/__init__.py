@@ -1,0 +1,1 @@
+"""What the service keeps in Redis: records and their pure transitions, keys, changes, queues, leases."""

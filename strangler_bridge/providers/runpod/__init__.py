@@ -1,0 +1,1 @@
+"""RunPod serverless: the client, its wire models and the TTS handler contract."""

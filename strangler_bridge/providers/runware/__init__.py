@@ -1,0 +1,1 @@
+"""Runware's HTTP API: the client and its wire models."""

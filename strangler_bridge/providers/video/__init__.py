@@ -1,0 +1,1 @@
+"""The video (render) service: the client of its contract."""
