@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AnyHttpUrl, AnyUrl, Field, SecretStr, TypeAdapter, UrlConstraints, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from strangler_bridge.callbacks import check_secret
 from strangler_bridge.contracts.flags import Phase, PhaseFlag
 from strangler_bridge.errors import ConfigError
 
@@ -24,6 +25,10 @@ PROVIDER_SETTINGS = ("runpod_endpoint_url", "runpod_api_key", "runware_api_key",
 
 CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
+FloatList = Annotated[list[float], NoDecode]
+#: The default retry delays of a completion webhook: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (about 27.6 hours in
+#: all, the schedule Standard Webhooks' reference implementation uses).
+CALLBACK_RETRY_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 #: What redis-py's ``from_url`` accepts (the embedded Redis is a ``unix://`` socket).
 RedisUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["redis", "rediss", "unix"])]
 ArtifactsUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["file", "s3"])]
@@ -155,6 +160,23 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Hosts provider output URLs may point at even when private or loopback (`*`: any).",
     )
+    # --- completion webhooks (callback_url) ---------------------------------------------------------
+    callback_secret: SecretList = Field(
+        default_factory=list,
+        description="Standard Webhooks secrets (whsec_...) signing completion webhooks; during a rotation list the "
+        "new and the old one (each attempt is signed with both). Unset: requests with callback_url are refused.",
+    )
+    callback_allow_hosts: CommaList = Field(
+        default_factory=list,
+        description="Hosts a callback_url may name even when private or loopback (`*`: any).",
+    )
+    callback_retry_s: FloatList = Field(
+        default_factory=lambda: list(CALLBACK_RETRY_S),
+        description="Delays (seconds, each jittered by 20%) before the retries of a completion webhook; once they "
+        "are used up the delivery fails.",
+    )
+    callback_timeout_s: float = Field(10.0, gt=0, description="Seconds a callback receiver has to answer.")
+    callback_concurrency: int = Field(8, gt=0, description="Completion webhooks each worker delivers at once.")
     max_fetch_bytes: int = Field(100_000_000, gt=0, description="Largest audio or image file downloaded.")
     max_video_bytes: int = Field(2_000_000_000, gt=0, description="Largest video downloaded from the video service.")
     max_webhook_bytes: int = Field(25_000_000, gt=0, description="Largest webhook body the API reads.")
@@ -177,6 +199,14 @@ class Settings(BaseSettings):
     events_buffer: int = Field(
         10_000, gt=0, description="Events the Flask side keeps while the service is unreachable (oldest dropped first)."
     )
+    jobs_wait: Literal["poll", "callback"] = Field(
+        "poll",
+        description="How the Flask side waits for a job: `poll` (long-poll the service) or `callback` (sleep until "
+        "the completion webhook reaches STRANGLER_CALLBACK_RECEIVER_URL, checking the job now and then).",
+    )
+    callback_receiver_url: str | None = Field(
+        None, description="Public URL of the Flask blueprint's callbacks route, sent as callback_url in callback mode."
+    )
     flags_cache_s: float = Field(5.0, ge=0, description="Seconds the Flask side caches the service's flags.")
     shadow_timeout_s: float = Field(120.0, gt=0, description="Deadline of the background shadow call.")
     flags: dict[Phase, PhaseFlag] = Field(
@@ -184,7 +214,24 @@ class Settings(BaseSettings):
         description='Static phase flags (JSON), e.g. {"tts": {"mode": "fastapi", "percent": 10}}.',
     )
 
-    _split_lists = field_validator("api_tokens", "fetch_allow_hosts", mode="before")(_split_commas)
+    _split_lists = field_validator(
+        "api_tokens", "fetch_allow_hosts", "callback_secret", "callback_allow_hosts", "callback_retry_s", mode="before"
+    )(_split_commas)
+
+    @field_validator("callback_secret")
+    @classmethod
+    def _callback_secrets(cls, values: list[SecretStr]) -> list[SecretStr]:
+        for value in values:
+            check_secret(value.get_secret_value())
+        return values
+
+    @field_validator("callback_retry_s")
+    @classmethod
+    def _retry_delays(cls, values: list[float]) -> list[float]:
+        if any(delay < 0 for delay in values):
+            raise ValueError("retry delays are seconds, 0 or more")
+        return values
+
     _redis_url = field_validator("redis_url")(_url_check(RedisUrl, "redis://127.0.0.1:6379/0"))
     _artifacts_url = field_validator("artifacts_url")(_url_check(ArtifactsUrl, "s3://bucket/prefix"))
     _http_urls = field_validator(
@@ -195,6 +242,7 @@ class Settings(BaseSettings):
         "service_url",
         "s3_endpoint_url",
         "s3_public_endpoint_url",
+        "callback_receiver_url",
     )(_url_check(AnyHttpUrl, "http://127.0.0.1:8000"))
 
     @classmethod
@@ -257,6 +305,10 @@ class Settings(BaseSettings):
                 continue
             env[env_name(name)] = _env_value(value)
         return env
+
+    def callback_secrets(self) -> list[str]:
+        """The completion-webhook signing secrets as plain strings (empty: callbacks are off)."""
+        return [secret.get_secret_value() for secret in self.callback_secret]
 
     def token_values(self) -> list[str]:
         """The accepted API tokens as plain strings."""
