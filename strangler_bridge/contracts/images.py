@@ -7,6 +7,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from strangler_bridge.contracts.callbacks import CallbackState, CallbackUrl
 from strangler_bridge.contracts.common import (
     BatchStatus,
     CostSaved,
@@ -100,6 +101,7 @@ class ImageBatchCreate(BaseModel):
     format: ImageFormat = ImageFormat.PNG
     video_id: str | None = Field(None, max_length=200)
     metadata: JsonObject = Field(default_factory=dict)
+    callback_url: CallbackUrl = None
     reuse: ReuseChoice = True
 
     _dimensions = field_validator("width", "height")(_dimension)
@@ -149,5 +151,6 @@ class ImageBatchStatus(BaseModel):
     version: int = 0
     error: str | None = None
     metadata: JsonObject = Field(default_factory=dict)
+    callback: CallbackState | None = Field(None, description="Delivery of the completion webhook, with callback_url.")
     reused: ReusedCount = 0
     cost_saved: CostSaved = None

@@ -7,6 +7,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from strangler_bridge.contracts.callbacks import CallbackState, CallbackUrl
 from strangler_bridge.contracts.common import (
     BatchStatus,
     CostSaved,
@@ -109,6 +110,7 @@ class JobCreate(BaseModel):
     )
     video_id: str | None = Field(None, max_length=200)
     metadata: JsonObject = Field(default_factory=dict)
+    callback_url: CallbackUrl = None
     reuse: ReuseChoice = True
 
     @field_validator("image_style")
@@ -180,5 +182,6 @@ class JobStatus(BaseModel):
     version: int = 0
     error: str | None = None
     metadata: JsonObject = Field(default_factory=dict)
+    callback: CallbackState | None = Field(None, description="Delivery of the completion webhook, with callback_url.")
     reused: ReusedCount = 0
     cost_saved: CostSaved = None

@@ -7,6 +7,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from strangler_bridge.contracts.callbacks import CallbackState, CallbackUrl
 from strangler_bridge.contracts.common import (
     BatchStatus,
     CostSaved,
@@ -67,6 +68,7 @@ class TtsBatchCreate(BaseModel):
     format: AudioFormat = AudioFormat.WAV
     video_id: str | None = Field(None, max_length=200, description="The legacy app's video id, for correlation.")
     metadata: JsonObject = Field(default_factory=dict, description="Free JSON, returned unchanged.")
+    callback_url: CallbackUrl = None
     reuse: bool = Field(True, description="false: synthesise every chunk anew, even if identical audio exists.")
 
     @model_validator(mode="after")
@@ -110,6 +112,7 @@ class TtsBatchStatus(BaseModel):
     version: int = Field(0, description="Grows on every change; pass it as `since` when long-polling.")
     error: str | None = None
     metadata: JsonObject = Field(default_factory=dict)
+    callback: CallbackState | None = Field(None, description="Delivery of the completion webhook, with callback_url.")
     cost_total: float | None = Field(None, description="Sum of the chunks' RunPod cost (USD), if priced.")
     reused: ReusedCount = 0
     cost_saved: CostSaved = None

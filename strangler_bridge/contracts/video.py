@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from strangler_bridge.contracts.callbacks import CallbackState, CallbackUrl
 from strangler_bridge.contracts.common import BatchStatus, JsonObject, Progress
 from strangler_bridge.contracts.jobs import VideoOptions
 
@@ -60,6 +61,7 @@ class VideoRenderCreate(BaseModel):
     options: VideoOptions = Field(default_factory=VideoOptions)
     video_id: str | None = Field(None, max_length=200)
     metadata: JsonObject = Field(default_factory=dict)
+    callback_url: CallbackUrl = None
 
     @model_validator(mode="after")
     def _unique(self) -> VideoRenderCreate:
@@ -83,3 +85,4 @@ class VideoRenderStatus(BaseModel):
     attempts: int = 0
     version: int = 0
     metadata: JsonObject = Field(default_factory=dict)
+    callback: CallbackState | None = Field(None, description="Delivery of the completion webhook, with callback_url.")
