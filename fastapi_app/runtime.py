@@ -15,6 +15,7 @@ from redis.backoff import ExponentialBackoff
 from fastapi_app.store.batch import Batch
 from fastapi_app.store.docstore import DocStore
 from fastapi_app.store.job import JobRecord
+from fastapi_app.store.outbox import Outbox
 from strangler_bridge.artifacts import ArtifactStore, open_store
 from strangler_bridge.keys import Keys
 from strangler_bridge.settings import Settings
@@ -35,6 +36,7 @@ class Runtime:
     aredis: aredis.Redis
     batches: DocStore[Batch]
     jobs: DocStore[JobRecord]
+    outbox: Outbox
     artifacts: ArtifactStore
     http: httpx.Client
     _runpod: RunPodClient | None = field(default=None, repr=False)
@@ -48,6 +50,8 @@ class Runtime:
         # Short timeouts so an outage answers 503 quickly instead of hanging requests.
         client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=15)
         keys = Keys(settings.redis_prefix)
+        # An owed webhook outlives its whole retry schedule, and then stays readable as long as a record.
+        outbox = Outbox(client, keys, settings.record_ttl_s + int(sum(settings.callback_retry_s)) + 3600)
         return cls(
             settings=settings,
             redis=client,
@@ -60,8 +64,9 @@ class Runtime:
                 # retry a refused or closed connection, never a timeout (the command may have run).
                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=(redis.ConnectionError,)),
             ),
-            batches=DocStore(client, keys, "batch", Batch, settings.record_ttl_s),
-            jobs=DocStore(client, keys, "job", JobRecord, settings.record_ttl_s),
+            batches=DocStore(client, keys, "batch", Batch, settings.record_ttl_s, outbox=outbox),
+            jobs=DocStore(client, keys, "job", JobRecord, settings.record_ttl_s, outbox=outbox),
+            outbox=outbox,
             artifacts=open_store(settings),
             http=httpx.Client(timeout=settings.http_timeout_s),
         )

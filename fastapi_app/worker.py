@@ -10,6 +10,7 @@ from types import FrameType
 import redis
 from rq.serializers import JSONSerializer
 
+from fastapi_app.callbacks.delivery import DeliveryThread
 from fastapi_app.images import request_loop
 from fastapi_app.logs import LogContextWorker
 from fastapi_app.reconciler import ReconcilerThread
@@ -30,7 +31,8 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     A ``SimpleWorker`` runs jobs in its own process: jobs are short and idempotent, and skipping a fork
     per job triples throughput on small machines (see docs/DECISIONS.md). The reconciler thread runs beside
     it, so no second tool (cron, rq-scheduler) is needed, and so does the thread applying RunPod's queued
-    webhooks, and the retention sweep (docs/OPERATIONS.md). A ``burst`` worker runs none of them.
+    webhooks, the retention sweep (docs/OPERATIONS.md) and the delivery of completion webhooks. A ``burst``
+    worker runs none of them.
     """
     settings.require_for("worker")
     rt = Runtime.build(settings)
@@ -39,6 +41,7 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     reconciler = ReconcilerThread(rt)
     inbox = InboxThread(rt)
     sweeper = SweepThread(rt)
+    callbacks = DeliveryThread(rt)
     if not burst:
         inbox.start()
         # Webhooks that arrived while no worker ran are applied before the reconciler looks for lapsed claims:
@@ -46,6 +49,7 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
         inbox.caught_up.wait(CATCH_UP_S)
         reconciler.start()
         sweeper.start()
+        callbacks.start()
     try:
         rounds = 0
         # RQ's loop ends when Redis goes away; wait for Redis and start a new loop (a fresh RQ name, as the
@@ -59,6 +63,9 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
         inbox.stop()  # lets the webhooks being applied finish; unread ones wait in Redis for another worker
         reconciler.stop()
         sweeper.stop()
+        callbacks.stop()
+        if callbacks.is_alive():
+            callbacks.join()  # attempts under way finish before the HTTP client closes
         rt.close()
 
 

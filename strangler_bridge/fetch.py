@@ -56,12 +56,22 @@ class Target:
     url: httpx.URL
     address: str
 
-    def request(self, client: httpx.Client | httpx.AsyncClient, headers: dict[str, str] | None = None) -> httpx.Request:
-        """A GET of the URL sent to :attr:`address`, presenting the URL's host name (Host header, TLS SNI)."""
+    def request(
+        self,
+        client: httpx.Client | httpx.AsyncClient,
+        headers: dict[str, str] | None = None,
+        *,
+        method: str = "GET",
+        content: bytes | None = None,
+    ) -> httpx.Request:
+        """A request (a GET unless told) of the URL sent to :attr:`address`, presenting the URL's host name (Host
+        header, TLS SNI)."""
         extensions = {"sni_hostname": self.url.host} if self.url.scheme == "https" else {}
         pinned = self.url.copy_with(host=self.address)
         host_header = {"Host": self.url.netloc.decode("ascii").rpartition("@")[2]}
-        return client.build_request("GET", pinned, headers={**(headers or {}), **host_header}, extensions=extensions)
+        return client.build_request(
+            method, pinned, headers={**(headers or {}), **host_header}, content=content, extensions=extensions
+        )
 
 
 def check_url(url: str, allow_hosts: Sequence[str]) -> Target:

@@ -113,6 +113,16 @@ class Keys:
         """The lock (one per sweep interval) that lets one worker at a time sweep expired artifacts."""
         return self._key("retention", "lock")
 
+    # --- completion webhooks (fastapi_app/store/outbox.py) ---------------------------------------------
+    def callback(self, webhook_id: str) -> str:
+        """One completion webhook owed to a ``callback_url`` (a JSON entry: the body, the URL, the attempts)."""
+        return self._key("callbacks", "entry", webhook_id)
+
+    @property
+    def callbacks_due(self) -> str:
+        """The sorted set of undelivered webhooks scored by when they are next sent (or their claim lapses)."""
+        return self._key("callbacks", "due")
+
     # --- reuse (fastapi_app/reuse) ---------------------------------------------------------------------
     def reuse_entry(self, fingerprint: str) -> str:
         """The kept output of a fingerprint (a JSON entry), kept ``STRANGLER_RECORD_TTL_S`` from its last use."""

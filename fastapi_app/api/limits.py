@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from strangler_bridge.errors import InvalidInput
+from strangler_bridge.errors import InvalidInput, ProviderRejected, ProviderUnavailable
+from strangler_bridge.fetch import check_url
 from strangler_bridge.settings import Settings
 
 T = TypeVar("T")
@@ -43,6 +44,29 @@ def check_items(
         if len(text(item)) > limit:
             name = f"{field}.{position}.{part}"
             raise InvalidInput(f"{name}: {counted}at most {limit} characters", field=name)
+
+
+def check_callback(url: str | None, settings: Settings) -> None:
+    """Refuse a ``callback_url`` the service could never call: no signing secret is set, or its host is private or
+    loopback and not in ``STRANGLER_CALLBACK_ALLOW_HOSTS``. A name that does not resolve now is accepted (each
+    attempt checks it again)."""
+    if url is None:
+        return
+    if not settings.callback_secret:
+        raise InvalidInput(
+            "callback_url: this service sends no completion webhooks (STRANGLER_CALLBACK_SECRET is not set)",
+            field="callback_url",
+        )
+    try:
+        check_url(url, settings.callback_allow_hosts)
+    except ProviderRejected:
+        raise InvalidInput(
+            "callback_url: its host is private, loopback or reserved; list it in STRANGLER_CALLBACK_ALLOW_HOSTS "
+            "to allow it",
+            field="callback_url",
+        ) from None
+    except ProviderUnavailable:
+        pass
 
 
 class BodyTooLarge(HTTPException):

@@ -32,6 +32,7 @@ def job_item(job: JobRecord) -> RecentItem:
         updated_at=as_time(job.updated_at),
         progress=Progress(done=done, failed=failed, total=len(job.steps)),
         error=job.error,
+        callback=job.callback,
     )
 
 
@@ -48,6 +49,7 @@ def batch_item(batch: Batch) -> RecentItem:
         error=batch.error,
         reused=batch.reused,
         cost_saved=batch.cost_saved,
+        callback=batch.callback,
     )
 
 

@@ -12,6 +12,8 @@ import time
 
 from pydantic import BaseModel
 
+from fastapi_app.api import limits
+
 # Modules, not names: the task module imports the work modules, which import the services that import this.
 from fastapi_app.batching import cancel as cancelling
 from fastapi_app.batching import kinds
@@ -40,6 +42,7 @@ def create_batch(
     Returns ``(batch, created)``. A pipeline job's step is made under the job's own key (``job_id``), in a
     namespace no client's key can reach.
     """
+    limits.check_callback(getattr(body, "callback_url", None), rt.settings)  # every create body may name one
     batch = new_batch(
         new_id(kind),
         kind,

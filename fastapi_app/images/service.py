@@ -72,6 +72,7 @@ def to_status(batch: Batch) -> ImageBatchStatus:
         version=batch.version,
         error=batch.error,
         metadata=request.metadata,
+        callback=batch.callback,
         reused=batch.reused,
         cost_saved=batch.cost_saved,
     )

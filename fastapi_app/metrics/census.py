@@ -127,7 +127,15 @@ def gauges(rt: Runtime, census: JobCensus) -> list[Metric]:
     counts = census.count(rt)
     for state in BatchStatus:
         jobs.add_metric([state.value], counts.get(state.value, 0))
-    return [jobs, *queue_gauges(rt), *due_gauges(rt), *inbox_gauges(rt), *limiter_gauges(rt), *breaker_gauges(rt)]
+    return [
+        jobs,
+        *queue_gauges(rt),
+        *due_gauges(rt),
+        *inbox_gauges(rt),
+        *callback_gauges(rt),
+        *limiter_gauges(rt),
+        *breaker_gauges(rt),
+    ]
 
 
 def breaker_gauges(rt: Runtime) -> list[Metric]:
@@ -181,6 +189,20 @@ def inbox_gauges(rt: Runtime) -> list[Metric]:
     )
     pending.add_metric([], rt.redis.xlen(rt.keys.tts_inbox))
     return [pending]
+
+
+def callback_gauges(rt: Runtime) -> list[Metric]:
+    """Completion webhooks not yet taken by their receivers, and how many of them no worker is sending."""
+    owed, overdue = rt.outbox.backlog(time.time())
+    pending = GaugeMetricFamily(
+        "strangler_callbacks_pending", "Completion webhooks owed (being sent or waiting to retry)."
+    )
+    pending.add_metric([], owed)
+    late = GaugeMetricFamily(
+        "strangler_callbacks_overdue", "Of those, due over a minute ago and unclaimed (no worker is delivering)."
+    )
+    late.add_metric([], overdue)
+    return [pending, late]
 
 
 def limiter_gauges(rt: Runtime) -> list[Metric]:

@@ -152,6 +152,22 @@ REUSE_COST_SAVED = Family(
     ("phase",),
     always=(("tts",), ("imagegen",)),
 )
+CALLBACK_OUTCOMES = ("delivered", "retry", "failed")
+CALLBACK_ATTEMPTS = Family(
+    "strangler_callback_attempts",
+    "counter",
+    "Completion webhook attempts, by outcome: delivered (a 2xx), retry (not taken; sent again later), failed "
+    "(not taken and the retry schedule is used up, or the callback_url is refused).",
+    ("outcome",),
+    always=tuple((outcome,) for outcome in CALLBACK_OUTCOMES),
+)
+CALLBACK_LATENCY = Family(
+    "strangler_callback_attempt_duration_seconds",
+    "histogram",
+    "Duration of completion webhook attempts (the receiver's answer time).",
+    (),
+    CALL_BUCKETS,
+)
 BRIDGE_EVENT_KINDS = ("service", "fallback", "shadow_match", "shadow_mismatch", "shadow_error", "shadow_skipped")
 BRIDGE_EVENTS = Family(
     "strangler_bridge_events",
@@ -184,6 +200,8 @@ FAMILIES: dict[str, Family] = {
         PROVIDER_COST,
         REUSED_ITEMS,
         REUSE_COST_SAVED,
+        CALLBACK_ATTEMPTS,
+        CALLBACK_LATENCY,
         BRIDGE_EVENTS,
         BRIDGE_EVENTS_DROPPED,
     )

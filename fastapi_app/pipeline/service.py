@@ -26,6 +26,7 @@ def create_job(rt: Runtime, body: JobCreate, *, idempotency_key: str | None) -> 
     Returns ``(job, created)``.
     """
     limits.check_items(body.chunks, lambda chunk: chunk.text, rt.settings, field="chunks", part="text", per="job")
+    limits.check_callback(body.callback_url, rt.settings)
     job = JobRecord(id=new_id("job"), request=body.model_dump(mode="json"), video_id=body.video_id)
     # Due at once in the reconciler's index: if the process dies before the job is queued, it is started.
     effects = Effects(due={job_due(job): time.time() + rt.settings.reconcile_after_s})
@@ -113,6 +114,7 @@ def to_status(job: JobRecord, batches: dict[str, Batch]) -> JobStatus:
         version=job.version,
         error=job.error,
         metadata=JobCreate.model_validate(job.request).metadata,
+        callback=job.callback,
         reused=sum(step.reused for step in steps),
         cost_saved=round(sum(saved), 6) if saved else None,
     )

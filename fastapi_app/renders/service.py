@@ -42,6 +42,7 @@ def to_status(batch: Batch) -> VideoRenderStatus:
         attempts=batch.groups[0].attempt,
         version=batch.version,
         metadata=VideoRenderCreate.model_validate(batch.request).metadata,
+        callback=batch.callback,
     )
 
 

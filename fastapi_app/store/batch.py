@@ -14,12 +14,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from fastapi_app.store.docstore import Record
-from strangler_bridge.contracts.common import BatchStatus, ItemStatus, Progress
+from strangler_bridge.contracts.callbacks import CallbackData, CallbackEvent, CallbackObject
+from strangler_bridge.contracts.common import BatchStatus, ItemStatus, Progress, as_time
 from strangler_bridge.errors import NotFound
 from strangler_bridge.ids import is_valid_id
 from strangler_bridge.keys import DueKind, DueMember
 
 Kind = Literal["tts", "img", "vid"]
+
+#: What each kind is called in completion webhooks, and the path of its status.
+CALLBACK_OBJECTS: dict[Kind, CallbackObject] = {
+    "tts": CallbackObject.TTS_BATCH,
+    "img": CallbackObject.IMAGE_BATCH,
+    "vid": CallbackObject.VIDEO_RENDER,
+}
+STATUS_PATHS: dict[Kind, str] = {"tts": "/tts/batch/", "img": "/imagegen/batch/", "vid": "/video/render/"}
 
 #: What each kind is called in messages.
 NOUNS: dict[Kind, str] = {"tts": "TTS batch", "img": "image batch", "vid": "video render"}
@@ -130,6 +139,33 @@ class Batch(Record):
     error_code: FailureCode | None = None
     deadline_s: float | None = None  # how long the step may take, from creation and from each retry
     deadline_at: float | None = None
+
+    @property
+    def final(self) -> bool:
+        """Whether the batch has ended."""
+        return self.status.terminal
+
+    def completion(self) -> tuple[str, CallbackEvent] | None:
+        """The ``callback_url`` of the batch's request and the event announcing its end, once it has ended."""
+        url = self.request.get("callback_url")
+        if not url or not self.final:
+            return None
+        path = STATUS_PATHS[self.kind] + self.id
+        data = CallbackData(
+            id=self.id,
+            object=CALLBACK_OBJECTS[self.kind],
+            status=self.status,
+            version=self.version,
+            video_id=self.video_id,
+            error=self.error,
+            status_url=path,
+            video_url=f"{path}/video" if self.kind == "vid" and self.status is BatchStatus.COMPLETED else None,
+            cost_total=self.total_cost,
+            metadata=self.request.get("metadata") or {},
+        )
+        return str(url), CallbackEvent(
+            type=f"{data.object.value}.{self.status.value}", timestamp=as_time(self.updated_at), data=data
+        )
 
     def group(self, no: int) -> Group:
         """The group numbered ``no`` (``KeyError`` if there is none)."""

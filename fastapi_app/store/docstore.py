@@ -6,7 +6,8 @@ function over the parsed record: :meth:`DocStore.update` runs it under ``WATCH``
 atomic, and the rules live in ordinary, unit-testable functions rather than in Lua.
 
 Alongside the write, the same transaction maintains the *due index* (a sorted set of work that must be
-looked at by a deadline: the reconciler's input) and publishes a change event for long-pollers.
+looked at by a deadline: the reconciler's input), stages the completion webhook of a record that has just
+ended (the :mod:`~fastapi_app.store.outbox`), and publishes a change event for long-pollers.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import redis
 from pydantic import BaseModel
 
+from strangler_bridge.contracts.callbacks import CallbackEvent, CallbackState
 from strangler_bridge.errors import Conflict, RecordNotFound, StoreUnavailable
 from strangler_bridge.keys import DueMember, Keys
+
+if TYPE_CHECKING:
+    from fastapi_app.store.outbox import Outbox
 
 M = TypeVar("M", bound="Record")
 R = TypeVar("R")
@@ -37,6 +42,17 @@ class Record(BaseModel):
     version: int = 0
     created_at: float = 0.0
     updated_at: float = 0.0
+    #: The delivery of the completion webhook of the record's latest end, if its request named a ``callback_url``.
+    callback: CallbackState | None = None
+
+    @property
+    def final(self) -> bool:
+        """Whether the record has ended (a record that can end says when)."""
+        return False
+
+    def completion(self) -> tuple[str, CallbackEvent] | None:
+        """The ``callback_url`` and the event announcing the record's end, once it has ended and asked for one."""
+        return None
 
 
 @dataclass
@@ -51,12 +67,15 @@ class Effects:
 class DocStore(Generic[M]):
     """JSON documents of one model under ``{prefix}:{kind}:{id}``, plus the shared due index."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, kind: str, model: type[M], ttl_s: int) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, kind: str, model: type[M], ttl_s: int, *, outbox: Outbox | None = None
+    ) -> None:
         self.client = client
         self.keys = keys
         self.kind = kind
         self.model = model
         self.ttl_s = ttl_s
+        self.outbox = outbox
 
     # --- keys ---------------------------------------------------------------------------------------
     def key(self, record_id: str) -> str:
@@ -115,6 +134,8 @@ class DocStore(Generic[M]):
                     if existing is not None:
                         return self.model.model_validate_json(existing), False
             pipe.multi()
+            if self.outbox is not None and record.final:
+                self.outbox.owe(pipe, self.kind, record)
             pipe.set(self.key(record.id), record.model_dump_json(), ex=self.ttl_s)
             if idem:
                 pipe.set(idem_key, f"{record.id} {idem[1]}", ex=self.ttl_s)
@@ -140,11 +161,14 @@ class DocStore(Generic[M]):
             if raw is None:
                 raise RecordNotFound(f"no {self.kind} {record_id!r}", record_id=record_id)
             record = self.model.model_validate_json(raw)
+            was_final = record.final
             effects, result = transition(record)
             pipe.multi()
             if effects.changed:
                 record.version += 1
                 record.updated_at = time.time()
+                if self.outbox is not None and record.final and not was_final:
+                    self.outbox.owe(pipe, self.kind, record)
                 pipe.set(key, record.model_dump_json(), ex=self.ttl_s)
             self._apply_effects(pipe, record_id, record.version, effects)
             pipe.execute()

@@ -64,6 +64,7 @@ def to_status(batch: Batch) -> TtsBatchStatus:
         version=batch.version,
         error=batch.error,
         metadata=request.metadata,
+        callback=batch.callback,
         cost_total=batch.total_cost,
         reused=batch.reused,
         cost_saved=batch.cost_saved,

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from strangler_bridge.callbacks import new_secret
 from strangler_bridge.cli.processes import Child, wait_http_ok
 from strangler_bridge.cli.redis_server import free_port, redis_for_dev
 from strangler_bridge.cli.servers import ThreadedServer
@@ -103,11 +104,15 @@ class DevStack:
             "runware_api_key": SecretStr(SIM_KEY),
             "video_url": self.servers["video"].url,
             "fetch_allow_hosts": sorted({*base.fetch_allow_hosts, "127.0.0.1"}),
+            # Completion webhooks go to receivers on this machine (the example app, a test's receiver).
+            "callback_allow_hosts": sorted({*base.callback_allow_hosts, "127.0.0.1", "localhost"}),
         }
         if not base.api_tokens:
             update["api_tokens"] = [SecretStr(secrets.token_urlsafe(24))]
         if base.webhook_secret is None:
             update["webhook_secret"] = SecretStr(secrets.token_urlsafe(32))
+        if not base.callback_secret:
+            update["callback_secret"] = [SecretStr(new_secret())]
         return base.model_copy(update=update)
 
     def _child(self, args: list[str]) -> Child:

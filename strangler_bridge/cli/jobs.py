@@ -70,16 +70,32 @@ def jobs() -> None:
 @click.option("--voice", default="default", show_default=True)
 @click.option("--style", default=None, help="Image style appended to every prompt.")
 @click.option("--video-id", default=None, help="The legacy app's video id, for correlation.")
+@click.option(
+    "--callback-url", default=None, help="URL the service POSTs a signed completion webhook to when the job ends."
+)
 @click.option("--watch/--no-watch", default=True, show_default=True, help="Show live progress until it ends.")
 @with_connection
 def submit(
-    *, script: Any, voice: str, style: str | None, video_id: str | None, watch: bool, url: str | None, token: str | None
+    *,
+    script: Any,
+    voice: str,
+    style: str | None,
+    video_id: str | None,
+    callback_url: str | None,
+    watch: bool,
+    url: str | None,
+    token: str | None,
 ) -> None:
     """Submit SCRIPT (a text file, '-' for stdin, or a JobCreate JSON document) as a pipeline job.
 
     With --watch, exits 4 unless the job completes.
     """
     body = script_to_job(script.read(), voice=voice, style=style, video_id=video_id)
+    if callback_url is not None:
+        try:
+            body = JobCreate.model_validate({**body.model_dump(), "callback_url": callback_url})
+        except ValidationError as exc:
+            raise click.BadParameter(exc.errors()[0]["msg"], param_hint="--callback-url") from None
     with service_client(url, token) as client:
         status = client.call("POST", "/jobs", JobStatus.model_validate_json, content=body.model_dump_json().encode())
         click.echo(f"submitted job {status.id} ({len(body.chunks)} chunks)")

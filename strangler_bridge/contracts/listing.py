@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from strangler_bridge.contracts.callbacks import CallbackState
 from strangler_bridge.contracts.common import BatchStatus, CostSaved, Progress
 
 
@@ -22,6 +23,7 @@ class RecentItem(BaseModel):
     error: str | None = None
     reused: int = Field(0, description="Batches: items completed from earlier identical work (a job's: its status).")
     cost_saved: CostSaved = None
+    callback: CallbackState | None = Field(None, description="Delivery of the completion webhook, with callback_url.")
 
 
 class RecentList(BaseModel):

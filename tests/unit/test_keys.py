@@ -36,6 +36,8 @@ def every_key(keys: Keys, record_id: str = "tts_0123") -> dict[str, str]:
         "flags_version": keys.flags_version,
         "limiter": keys.limiter("runware"),
         "retention_lock": keys.retention_lock,
+        "callback": keys.callback(f"{record_id}.v3"),
+        "callbacks_due": keys.callbacks_due,
         "reuse_entry": keys.reuse_entry("f" * 64),
         "reuse_artifact": keys.reuse_artifact("tts/tts_0123/0-ab.wav"),
         "reuse_flight": keys.reuse_flight("f" * 64),

@@ -67,6 +67,21 @@
   const short = (id) => (id && id.length > 14 ? `${id.slice(0, 12)}…` : id || "");
   const badge = (status) => el("span", { class: `badge ${status}`, "data-field": "status", text: status });
 
+  // The completion webhook of a job or batch that asked for one: "webhook delivered", "webhook retrying (3)".
+  function callbackChip(item) {
+    const cb = item.callback;
+    if (!cb) return null;
+    const word = cb.status === "pending" ? (cb.attempts ? `retrying (${cb.attempts})` : "sending") : cb.status;
+    const next = cb.next_attempt_at ? `, next at ${time(cb.next_attempt_at)}` : "";
+    return el("span", {
+      class: `callback ${cb.status}`,
+      "data-field": "callback",
+      "data-callback": cb.status,
+      title: `${cb.webhook_id}: ${cb.attempts} attempt(s)${cb.last_error ? `, last: ${cb.last_error}` : ""}${next}`,
+      text: `webhook ${word}`,
+    });
+  }
+
   // What reuse spared a job or batch: " (reused 38, saved $0.0271)"; nothing when nothing was reused.
   function reuseNote(item) {
     if (!item.reused) return "";
@@ -170,7 +185,7 @@
         { "data-job-id": job.id, "data-status": job.status, class: "job" },
         el("td", { title: job.id, text: short(job.id) }),
         el("td", { text: job.video_id || "" }),
-        el("td", {}, badge(job.status)),
+        el("td", {}, badge(job.status), callbackChip(job)),
         el("td", { class: "steps" }, ...job.steps.map(stepChip)),
         el(
           "td",
@@ -318,7 +333,7 @@
         el("td", { title: b.id, text: short(b.id) }),
         el("td", { text: b.kind }),
         el("td", { text: b.video_id || "" }),
-        el("td", {}, badge(b.status)),
+        el("td", {}, badge(b.status), callbackChip(b)),
         el("td", { "data-field": "progress" }, progressBar(b.progress)),
         el("td", { "data-field": "reused", text: reuseNote(b).trim() }),
         el("td", { class: "wide", text: time(b.created_at) }),

@@ -1,0 +1,1 @@
+"""Completion webhooks: delivering what the outbox owes to each request's ``callback_url``."""
