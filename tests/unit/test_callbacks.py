@@ -6,14 +6,16 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 
+import httpx
 import pytest
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
 from fastapi_app.api.limits import check_callback
-from fastapi_app.callbacks.delivery import JITTER, Outcome, next_state
+from fastapi_app.callbacks.delivery import JITTER, Outcome, attempt, next_state
 from fastapi_app.store.batch import new_batch
 from fastapi_app.store.job import JobRecord, fail_step
+from fastapi_app.store.outbox import Delivery
 from strangler_bridge.callbacks import new_secret, signed_headers, verify
 from strangler_bridge.contracts.callbacks import CallbackState, DeliveryStatus
 from strangler_bridge.contracts.common import BatchStatus
@@ -148,3 +150,54 @@ def test_a_callback_url_is_refused_without_a_secret_or_on_a_private_host_not_all
     check_callback("http://localhost:9/hook", settings(callback_allow_hosts="localhost"))
     check_callback("http://127.0.0.1:9/hook", settings(callback_allow_hosts="*"))
     check_callback(None, Settings.load())
+
+
+def test_an_attempt_to_a_refused_address_fails_without_connecting_and_one_without_a_secret_waits() -> None:
+    delivery = Delivery(
+        webhook_id="job_1.v7",
+        store="job",
+        record_id="job_1",
+        url="http://127.0.0.1:9/hook",
+        body="{}",
+        created_at=0.0,
+        state=state(),
+    )
+    # A transport that fails the test if the attempt ever sends a request.
+    client = httpx.Client(transport=httpx.MockTransport(lambda request: pytest.fail(f"sent {request.url}")))
+    refused = attempt(client, delivery, secrets=[new_secret()], allow_hosts=[])
+    assert (refused.delivered, refused.retry) == (False, False) and "refused" in (refused.error or "")
+    unsigned = attempt(client, delivery, secrets=[], allow_hosts=["*"])
+    assert (unsigned.delivered, unsigned.retry) == (False, True) and "STRANGLER_CALLBACK_SECRET" in (
+        unsigned.error or ""
+    )
+
+
+def test_an_attempt_is_signed_pinned_and_counts_only_a_2xx() -> None:
+    secret = new_secret()
+    seen: list[httpx.Request] = []
+    answers = iter([204, 302, 500])
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(next(answers), headers={"location": "http://127.0.0.1/elsewhere"})
+
+    delivery = Delivery(
+        webhook_id="job_1.v7",
+        store="job",
+        record_id="job_1",
+        url="http://localhost:9/hook?x=1",
+        body=EVENT.decode(),
+        created_at=0.0,
+        state=state(),
+    )
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    outcomes = [attempt(client, delivery, secrets=[secret], allow_hosts=["localhost"]) for _ in range(3)]
+    assert [(o.delivered, o.retry, o.status_code) for o in outcomes] == [
+        (True, False, 204),
+        (False, True, 302),
+        (False, True, 500),
+    ]
+    first = seen[0]
+    assert first.method == "POST" and first.url.host in ("127.0.0.1", "::1") and first.headers["host"] == "localhost:9"
+    assert verify([secret], first.content, dict(first.headers))[0] == "job_1.v7"
+    assert len(seen) == 3  # the redirect was not followed
