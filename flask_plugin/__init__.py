@@ -15,9 +15,13 @@
 
     @bridge.step("jobs")                # the whole pipeline on POST /jobs
     def produce(chunks, voice, style, out_dir, video_id): ...
+
+    @bridge.on_callback                 # each completion webhook POSTed to /strangler/callbacks
+    def finished(webhook_id, event): ...
 """
 
 from flask_plugin.adapters import ParameterAdapter, StepAdapter, StepCall, TtsAdapter
+from flask_plugin.callbacks import CallbackHandler
 from flask_plugin.events import BridgeEvent, EventLog
 from flask_plugin.extension import StranglerBridge, load_settings
 from flask_plugin.flag_cache import FlagCache, FlagSnapshot
@@ -36,6 +40,7 @@ from strangler_bridge.client.bridge import (
     Deadline,
     idempotency_key,
 )
+from strangler_bridge.contracts.callbacks import CallbackEvent
 from strangler_bridge.contracts.events import EventKind
 from strangler_bridge.contracts.jobs import ImageOptions, VideoOptions
 
@@ -50,6 +55,8 @@ __all__ = [
     "BridgeClient",
     "BridgeEvent",
     "BridgeState",
+    "CallbackEvent",
+    "CallbackHandler",
     "Deadline",
     "EventKind",
     "EventLog",

@@ -1,7 +1,9 @@
-"""The ``/strangler`` blueprint: the bridge's own health and a JSON view of fallbacks and shadow results.
+"""The ``/strangler`` blueprint: the bridge's own health, a JSON view of fallbacks and shadow results, and the
+receiver of the service's completion webhooks.
 
-Both views show no secrets, but they do show video ids and service errors: on a public app, guard them
-with the app's own auth (e.g. an ``app.before_request`` hook that checks ``request.blueprint``).
+The two GET views show no secrets, but they do show video ids and service errors: on a public app, guard them
+with the app's own auth (e.g. an ``app.before_request`` hook that checks ``request.blueprint``). The webhook
+route authenticates each request by its signature: leave it reachable by the service.
 """
 
 from __future__ import annotations
@@ -10,12 +12,17 @@ import time
 from typing import Any
 
 from flask import Blueprint, current_app, request
+from flask.typing import ResponseReturnValue
 
+from flask_plugin.callbacks import read_body
 from flask_plugin.state import get_state
 from strangler_bridge.contracts.events import EventKind
+from strangler_bridge.errors import BridgeError
 from strangler_bridge.flags import effective_mode
 
 BLUEPRINT_NAME = "strangler_bridge"
+#: The completion-webhook route, under the blueprint's prefix (``/strangler/callbacks`` by default).
+CALLBACKS_RULE = "/callbacks"
 #: The health view asks the service once, this long at most.
 HEALTH_TIMEOUT_S = 1.0
 SHADOW_PROBLEMS = (EventKind.SHADOW_MISMATCH, EventKind.SHADOW_ERROR, EventKind.SHADOW_SKIPPED)
@@ -26,6 +33,7 @@ def create_blueprint() -> Blueprint:
     bp = Blueprint(BLUEPRINT_NAME, __name__, url_prefix="/strangler")
     bp.add_url_rule("/health", "health", _health, methods=["GET"])
     bp.add_url_rule("/events", "events", _events, methods=["GET"])
+    bp.add_url_rule(CALLBACKS_RULE, "callbacks", _callbacks, methods=["POST"])
     return bp
 
 
@@ -72,3 +80,21 @@ def _events() -> dict[str, Any]:
         "fallbacks": [e.to_dict() for e in state.events.recent([EventKind.FALLBACK], limit)],
         "shadow": [e.to_dict() for e in state.events.recent(SHADOW_PROBLEMS, limit)],
     }
+
+
+def _callbacks() -> ResponseReturnValue:
+    """``POST /strangler/callbacks``: a completion webhook from the service (Standard Webhooks).
+
+    204 once handled, and for a ``webhook-id`` handled before (the handlers are not called again); 401 for a
+    signature no secret verifies or a timestamp over five minutes off, 413 for a body over
+    ``MAX_CALLBACK_BYTES``, 422 for a signed body that is not a completion event, 409 while the same
+    ``webhook-id`` is being handled by another request, 500 when a handler raised. The service delivers again
+    after any answer but a 2xx.
+    """
+    state = get_state(current_app)
+    try:
+        body = read_body(request.stream, request.content_length)
+        state.callbacks.receive(body, dict(request.headers.items()))
+    except BridgeError as exc:
+        return exc.to_dict(), exc.http_status
+    return "", 204

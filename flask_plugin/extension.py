@@ -11,12 +11,14 @@ import functools
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast
+from urllib.parse import urlsplit
 
 from flask import Flask
 
 from flask_plugin.abandoned import AbandonedWork
 from flask_plugin.adapters import StepAdapter, TtsAdapter
-from flask_plugin.blueprint import create_blueprint
+from flask_plugin.blueprint import CALLBACKS_RULE, create_blueprint
+from flask_plugin.callbacks import CallbackHandler, CallbackReceiver
 from flask_plugin.flag_cache import FlagCache
 from flask_plugin.imagegen import ImageAdapter
 from flask_plugin.jobs import JobAdapter
@@ -40,6 +42,7 @@ FLAG_FETCH_TIMEOUT_S = 1.0
 
 P = ParamSpec("P")
 R = TypeVar("R")
+H = TypeVar("H", bound=CallbackHandler)
 
 #: The adapter of each phase when ``@bridge.step(phase)`` is given none (each with its default parameter names).
 _DEFAULT_ADAPTERS: dict[Phase, Callable[[], StepAdapter[Any, Any]]] = {
@@ -53,7 +56,8 @@ _DEFAULT_ADAPTERS: dict[Phase, Callable[[], StepAdapter[Any, Any]]] = {
 def load_settings(config: Mapping[str, Any]) -> Settings:
     """The Flask side's settings from ``STRANGLER_*`` config keys, then the environment.
 
-    Raises :class:`ConfigError` saying what to set when the service URL or token is missing.
+    Raises :class:`ConfigError` saying what to set when the service URL or token is missing, or when callback
+    mode lacks its receiver URL or secret.
     """
     settings = Settings.from_mapping(config)
     missing = [env_name(name) for name in ("service_url", "service_token") if not getattr(settings, name)]
@@ -63,6 +67,15 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
             f"strangler-bridge service (e.g. http://127.0.0.1:8000) and {env_name('service_token')} to one of the "
             f"service's {env_name('api_tokens')}, in app.config or in the environment"
         )
+    if settings.jobs_wait == "callback":
+        missing = [env_name(n) for n in ("callback_receiver_url", "callback_secret") if not getattr(settings, n)]
+        if missing:
+            raise ConfigError(
+                f"{env_name('jobs_wait')}=callback needs {' and '.join(missing)}: set "
+                f"{env_name('callback_receiver_url')} to the public URL of this app's callbacks route (e.g. "
+                f"https://app.example.com/strangler/callbacks) and {env_name('callback_secret')} to the service's "
+                f"{env_name('callback_secret')}, or set {env_name('jobs_wait')}=poll"
+            )
     return settings
 
 
@@ -70,12 +83,14 @@ class StranglerBridge:
     """Routes the legacy app's GPU steps to the strangler-bridge service, per phase flag.
 
     ``client`` replaces the HTTP client built from config (tests pass one with a mock transport).
-    ``url_prefix`` is where the ``/strangler`` blueprint goes (``None``: do not register it).
+    ``url_prefix`` is where the ``/strangler`` blueprint goes (``None``: do not register it; callback mode
+    needs it, for its completion-webhook route).
     """
 
     def __init__(
         self, app: Flask | None = None, *, client: BridgeClient | None = None, url_prefix: str | None = "/strangler"
     ) -> None:
+        self._callback_handlers: list[CallbackHandler] = []
         if app is not None:
             self.init_app(app, client=client, url_prefix=url_prefix)
 
@@ -86,6 +101,7 @@ class StranglerBridge:
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("StranglerBridge.init_app() was already called for this app")
         settings = load_settings(app.config)
+        callbacks = self._receiver(settings, url_prefix)
         client = client or BridgeClient.from_settings(settings, timeout_s=settings.service_request_timeout_s)
         flags = FlagCache(
             lambda: client.get_flags(timeout_s=FLAG_FETCH_TIMEOUT_S, policy=NO_RETRY),
@@ -123,10 +139,54 @@ class StranglerBridge:
             for phase in Phase
         }
         app.extensions[EXTENSION_KEY] = BridgeState(
-            settings, client, flags, events, ShadowRunner(), breakers, AbandonedWork(client)
+            settings, client, flags, events, ShadowRunner(), breakers, AbandonedWork(client), callbacks
         )
         if url_prefix is not None:
             app.register_blueprint(create_blueprint(), url_prefix=url_prefix)
+
+    def _receiver(self, settings: Settings, url_prefix: str | None) -> CallbackReceiver:
+        """The app's completion-webhook receiver, checked against callback mode's needs."""
+        path = None if url_prefix is None else url_prefix.rstrip("/") + CALLBACKS_RULE
+        receiver_url = settings.callback_receiver_url if settings.jobs_wait == "callback" else None
+        if receiver_url is not None:
+            if path is None:
+                raise ConfigError(
+                    f"{env_name('jobs_wait')}=callback needs the blueprint's callbacks route: pass a url_prefix to "
+                    f"StranglerBridge (the default is /strangler), or set {env_name('jobs_wait')}=poll"
+                )
+            if not urlsplit(receiver_url).path.endswith(path):
+                # A proxy may rewrite the path, so this is only a hint.
+                log.warning(
+                    "strangler-bridge: %s is %s, which does not end with this app's callbacks route %s",
+                    env_name("callback_receiver_url"),
+                    receiver_url,
+                    path,
+                )
+        return CallbackReceiver(
+            settings.callback_secrets(), self._callback_handlers, path=path, receiver_url=receiver_url
+        )
+
+    def on_callback(self, handler: H) -> H:
+        """Register ``handler(webhook_id, event)`` for the completion webhooks the app receives.
+
+        Each verified webhook whose ``webhook-id`` this process has not handled yet calls every handler in turn,
+        inside the receiving request (keep them quick: hand long work to a queue). A handler that raises makes
+        the route answer 500, and the service delivers the same id and event again later, to every handler;
+        another Flask process, or this one after a day or 10 000 newer webhooks, may get a webhook again too.
+        So a handler must be idempotent, e.g. keyed by ``webhook_id`` or by ``event.data.id`` and
+        ``event.data.version``.
+        """
+        self._callback_handlers.append(handler)
+        return handler
+
+    @staticmethod
+    def callback_path(app: Flask | None = None) -> str:
+        """The path of ``app``'s completion-webhook route (``/strangler/callbacks`` by default), e.g. to build
+        ``STRANGLER_CALLBACK_RECEIVER_URL`` or to post to it in a test."""
+        path = get_state(app).callbacks.path
+        if path is None:
+            raise RuntimeError("StranglerBridge was set up without its blueprint (url_prefix=None): no callbacks route")
+        return path
 
     def step(
         self, phase: Phase | str, adapter: StepAdapter[Any, Any] | None = None

@@ -7,7 +7,9 @@
 
 With ``jobs=legacy`` the legacy body runs (and each step inside it follows its own flag); with
 ``jobs=fastapi`` the service runs the whole job and the video and ``segments.json`` come back into
-``out_dir``, shaped like the legacy return value; ``shadow`` and ``fallback`` work as for every phase.
+``out_dir``, shaped like the legacy return value; ``shadow`` and ``fallback`` work as for every phase. The
+request waits for the job by long-polling it, or with ``STRANGLER_JOBS_WAIT=callback`` for its completion
+webhook (:mod:`flask_plugin.callbacks`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flask_plugin.adapters import ParameterAdapter, StepCall, duration_problem, sequence
+from flask_plugin.state import current_state
 from flask_plugin.video import compare_videos
 from strangler_bridge.client.bridge import BridgeClient, Deadline
 from strangler_bridge.contracts.flags import Phase
@@ -117,8 +120,14 @@ class JobAdapter(ParameterAdapter[JobCreate, dict[str, Any]]):
 
         ``segments.json`` always; the video unless ``render=False``; with ``download_media``, the narration and
         pictures too, as ``output_dir/audio/chunk_0000.wav``, ... and ``output_dir/images/image_0000.png``, ...
+
+        The wait long-polls the job, or in the app's callback mode (``STRANGLER_JOBS_WAIT=callback``) sleeps until
+        the job's completion webhook reaches the app's receiver. Callback mode needs the app: outside an app
+        context (a shadow run's thread) the wait long-polls.
         """
-        status = client.run_job(request, deadline, resume=self.resume)
+        state = current_state()
+        callback = state.callbacks.job_wait() if state is not None else None
+        status = client.run_job(request, deadline, resume=self.resume, callback=callback)
         segments_path = output_dir / self.segments_filename
         client.download_segments(status, segments_path, deadline=deadline)
         video: Path | None = None

@@ -8,6 +8,7 @@ from typing import cast
 from flask import Flask, current_app, has_app_context
 
 from flask_plugin.abandoned import AbandonedWork
+from flask_plugin.callbacks import CallbackReceiver
 from flask_plugin.events import EventLog
 from flask_plugin.flag_cache import FlagCache
 from flask_plugin.shadow import ShadowRunner
@@ -30,6 +31,7 @@ class BridgeState:
     shadow: ShadowRunner
     breakers: dict[Phase, CircuitBreaker] = field(default_factory=dict)
     abandoned: AbandonedWork | None = None
+    callbacks: CallbackReceiver = field(default_factory=CallbackReceiver)
 
     def breaker(self, phase: Phase) -> CircuitBreaker:
         """The phase's circuit breaker (made on first use when the state was built without one)."""

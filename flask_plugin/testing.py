@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 import struct
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -25,7 +26,9 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from strangler_bridge.audio import tone_wav
+from strangler_bridge.callbacks import signed_headers
 from strangler_bridge.client.bridge import BridgeClient
+from strangler_bridge.contracts.callbacks import CallbackData, CallbackEvent, CallbackObject
 from strangler_bridge.contracts.common import BatchStatus, ItemStatus, Progress
 from strangler_bridge.contracts.flags import FlagSet, Phase, PhaseFlag
 from strangler_bridge.contracts.images import ImageBatchCreate, ImageBatchStatus, ImageResult
@@ -40,24 +43,39 @@ FAST_RETRIES = RetryPolicy(attempts=3, initial_s=0.001, max_s=0.002, jitter_s=0.
 
 @dataclass(frozen=True)
 class _Kind:
-    """One kind of work the fake serves: its id prefix, its collection path and its create model."""
+    """One kind of work the fake serves: its id prefix, its collection path, its create model, its webhooks' object."""
 
     prefix: str
     path: str
     create: type[BaseModel]
+    callback: CallbackObject
 
 
 _KINDS = (
-    _Kind("tts", "/tts/batch", TtsBatchCreate),
-    _Kind("img", "/imagegen/batch", ImageBatchCreate),
-    _Kind("vr", "/video/render", VideoRenderCreate),
-    _Kind("job", "/jobs", JobCreate),
+    _Kind("tts", "/tts/batch", TtsBatchCreate, CallbackObject.TTS_BATCH),
+    _Kind("img", "/imagegen/batch", ImageBatchCreate, CallbackObject.IMAGE_BATCH),
+    _Kind("vr", "/video/render", VideoRenderCreate, CallbackObject.VIDEO_RENDER),
+    _Kind("job", "/jobs", JobCreate, CallbackObject.JOB),
 )
 _ITEM = re.compile(r"^(?P<path>/.+)/(?P<id>(?:tts|img|vr|job)_[0-9a-f]+)(?:/(?P<action>retry|cancel))?$")
 
 
 def _error(status: int, code: str, message: str) -> httpx.Response:
     return httpx.Response(status, json={"error": {"code": code, "message": message}})
+
+
+def signed_callback(
+    secrets_: Sequence[str], event: CallbackEvent, *, webhook_id: str | None = None, at: datetime | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of a completion webhook as the service sends it, signed with ``secrets_``, to post
+    to the app's receiver (``StranglerBridge.callback_path(app)``) in a test.
+
+    ``webhook_id`` defaults to a new random one (give the same id again for a redelivery); ``at`` to now.
+    """
+    body = event.model_dump_json().encode()
+    webhook_id = webhook_id or f"msg_{secrets.token_hex(12)}"
+    headers = signed_headers(secrets_, webhook_id, body, at or datetime.now(timezone.utc))
+    return body, {**headers, "content-type": "application/json"}
 
 
 def png(width: int, height: int) -> bytes:
@@ -154,6 +172,40 @@ class FakeService:
         """The create requests (parsed models) of one kind, e.g. ``created("/jobs")``, in the order received."""
         with self._lock:
             return [batch.request for batch in self._batches.values() if batch.kind.path == path]
+
+    def ids(self, path: str) -> list[str]:
+        """The ids of the work of one kind, e.g. ``ids("/jobs")``, in the order created."""
+        with self._lock:
+            return [batch_id for batch_id, batch in self._batches.items() if batch.kind.path == path]
+
+    def complete(self, work_id: str) -> Any:
+        """Finish work now, as the service's workers would (``polls_to_complete`` holds it); a copy of its status."""
+        with self._lock:
+            batch = self._batches[work_id]
+            if not batch.status.status.terminal:
+                self._finish(batch)
+            return batch.status.model_copy(deep=True)
+
+    def callback_event(self, work_id: str) -> CallbackEvent:
+        """The event of the completion webhook the service sends to the work's ``callback_url`` once it ended."""
+        with self._lock:
+            batch = self._batches[work_id]
+            status = batch.status
+            if not status.status.terminal:
+                raise ValueError(f"{work_id} is {status.status.value}: a completion webhook comes once it ends")
+            data = CallbackData(
+                id=status.id,
+                object=batch.kind.callback,
+                status=status.status,
+                version=status.version,
+                video_id=status.video_id,
+                error=status.error,
+                status_url=f"{batch.kind.path}/{status.id}",
+                video_url=getattr(status, "video_url", None),
+                cost_total=getattr(status, "cost_total", None),
+                metadata=status.metadata,
+            )
+        return CallbackEvent(type=f"{data.object.value}.{data.status.value}", timestamp=status.updated_at, data=data)
 
     # --- the API ------------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import IO, Any
 import httpx
 
 from strangler_bridge.client.breaker import GuardedTransport
+from strangler_bridge.client.wakeups import CallbackWait
 from strangler_bridge.client.work import (
     MAX_WAIT_S,
     BatchClient,
@@ -214,19 +215,26 @@ class BridgeClient(BatchClient):
         *,
         idempotency_key: str | None = None,
         resume: bool = True,
+        callback: CallbackWait | None = None,
     ) -> JobStatus:
         """Create a job and wait for it; the completed status or :class:`BatchFailed`.
 
         The same request names the same job (idempotency key), so asking again for a job that failed or was
         cancelled would only return that outcome: with ``resume`` it is retried instead, from its first
         unfinished step, reusing everything already paid for.
+
+        With ``callback``, the job is created with ``callback_url=callback.url`` and the wait sleeps until its
+        completion webhook reaches this process (:meth:`await_callback`) instead of long-polling.
         """
         budget = as_deadline(deadline)
+        if callback is not None:
+            # Part of the body, so of the idempotency key too: the same request names one job per wait mode.
+            job = job.model_copy(update={"callback_url": callback.url})
         status = self.create_job(job, idempotency_key=idempotency_key)
         budget.track(JOBS, status.id)
         if resume and status.status in (BatchStatus.FAILED, BatchStatus.CANCELLED):
             status = self._resume(status)
-        return self.finish(JOBS, status, budget)
+        return self.finish(JOBS, status, budget, callback=callback)
 
     def _resume(self, status: JobStatus) -> JobStatus:
         try:

@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from tenacity import Retrying
 
 from strangler_bridge.client.service import ServiceClient, parsed, read_model, service_error
+from strangler_bridge.client.wakeups import CallbackWait
 from strangler_bridge.contracts.common import BatchStatus
 from strangler_bridge.errors import DeadlineExceeded, ServiceError, StepStalled
 from strangler_bridge.fetch import Meter, write_capped
@@ -223,16 +224,45 @@ class BatchClient(ServiceClient):
         budget.track(route, status.id)
         return self.finish(route, status, budget)
 
-    def finish(self, route: BatchRoute[S], status: S, deadline: Deadline | float) -> S:
-        """Wait for ``status`` to be terminal (unless it is); the completed status, or :class:`BatchFailed`."""
+    def finish(
+        self, route: BatchRoute[S], status: S, deadline: Deadline | float, *, callback: CallbackWait | None = None
+    ) -> S:
+        """Wait for ``status`` to be terminal (unless it is); the completed status, or :class:`BatchFailed`.
+
+        With ``callback`` (the work was created with its ``callback_url``), wait for the completion webhook
+        (:meth:`await_callback`) instead of long-polling.
+        """
         if not status.status.terminal:
             budget = as_deadline(deadline)
             budget.progressed(progress_mark(status))
-            status = self.wait(route, status.id, budget, since=status.version)
+            if callback is None:
+                status = self.wait(route, status.id, budget, since=status.version)
+            else:
+                status = self.await_callback(route, status.id, budget, callback)
         if status.status is not BatchStatus.COMPLETED:
             detail = getattr(status, "error", None) or "no reason given"
             raise BatchFailed(status, f"{route.label} {status.id} ended {status.status.value}: {detail}")
         return status
+
+    def await_callback(self, route: BatchRoute[S], batch_id: str, deadline: Deadline, callback: CallbackWait) -> S:
+        """Sleep until this process receives the work's completion webhook, then read its status; until terminal.
+
+        The status is also read every ``callback.check_every_s`` seconds (the webhook may reach another process,
+        or be late), and the deadline and stall rules hold as in :meth:`wait`: progress seen in those reads
+        restarts the stall clock, and no sleep outlasts the deadline or a stall.
+        """
+        what = f"{route.label} {batch_id}"
+        with callback.wakeups.watch(batch_id) as woken:
+            while True:
+                deadline.check(what)
+                deadline.check_stall(what)
+                woken.wait(min(callback.check_every_s, deadline.poll_s()))
+                # Cleared before the read: a webhook that arrives during the read wakes the next sleep at once.
+                woken.clear()
+                status = self.get(route, batch_id)
+                if status.status.terminal:
+                    return status
+                deadline.progressed(progress_mark(status))
 
     def action(self, route: BatchRoute[S], batch_id: str, name: str) -> S:
         """``POST {path}/{id}/{name}`` (``retry``, ``cancel``): the new status.
