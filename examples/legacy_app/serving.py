@@ -43,12 +43,13 @@ def stack_config(stack: DevStack, output: Path, *, runpod_url: str | None = None
 
 
 class ServedApp:
-    """The example app (built from ``config``) on a free loopback port in a daemon thread; a context manager."""
+    """The example app (built from ``config``) on a loopback port (``port``, or a free one) in a daemon thread; a
+    context manager. A fixed port lets the config name the app's own URL (``STRANGLER_CALLBACK_RECEIVER_URL``)."""
 
-    def __init__(self, config: dict[str, Any], *, quiet: bool = False) -> None:
+    def __init__(self, config: dict[str, Any], *, quiet: bool = False, port: int = 0) -> None:
         self.app: Flask = create_app(config)
         self.output = Path(config["OUTPUT_DIR"])
-        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.server = make_server("127.0.0.1", port, self.app, threaded=True)
         if quiet:
             logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log lines over progress bars
         self.url = f"http://127.0.0.1:{self.server.server_port}"

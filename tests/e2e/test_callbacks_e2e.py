@@ -3,15 +3,22 @@ least once with a stable ``webhook-id``, retried past failures, timeouts and a k
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from examples.legacy_app.serving import ServedApp, stack_config
+from flask_plugin import StranglerBridge
 from strangler_bridge.cli.devstack import DevStack
+from strangler_bridge.cli.redis_server import free_port
+from strangler_bridge.contracts.callbacks import CallbackEvent
+from tests.conftest import TEST_TOKEN
 from tests.support.receiver import HOLD, Answer, Receiver
-from tests.support.stack import StackFactory, create, follow, tts_body
+from tests.support.stack import StackFactory, create, follow, forget_keys, legacy_stack, tts_body
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -179,3 +186,44 @@ def test_a_callback_url_the_service_must_not_call_is_refused_at_once(
             error = response.json()["error"]
             assert problem in error["message"] and "callback_url" in (error.get("field") or error["message"])
         assert client.get("/jobs").json()["items"] == []  # nothing was stored
+
+
+def test_the_example_app_in_callback_mode_is_woken_by_the_job_webhook(
+    redis_url: str, tmp_path: Path, receivers: list[Receiver]
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    stack = legacy_stack(redis_url, tmp_path / "stack", prefix, TEST_TOKEN, runware={"image_max_side": 64})
+    port = free_port()
+    config = stack_config(
+        stack,
+        tmp_path / "output",
+        STRANGLER_JOBS_WAIT="callback",
+        STRANGLER_CALLBACK_RECEIVER_URL=f"http://127.0.0.1:{port}/strangler/callbacks",
+        STRANGLER_CALLBACK_SECRET=",".join(stack.settings.callback_secrets()),
+        STRANGLER_SERVICE_TIMEOUT_S=90,
+    )
+    try:
+        with ServedApp(config, port=port) as legacy, stack.client() as client:
+            # Only the webhook can end the wait: the safety-net read comes after the test's deadline.
+            callbacks = StranglerBridge.state(legacy.app).callbacks
+            callbacks.check_every_s = 600
+            heard: list[str] = []
+
+            def hear(webhook_id: str, event: CallbackEvent) -> None:
+                heard.append(webhook_id)
+
+            callbacks.handlers.append(hear)  # the example app's extension is shared: removed below
+            client.put("/flags/jobs", json={"mode": "fastapi"}).raise_for_status()
+            try:
+                made = legacy.create("cb-1", "Dawn came. Boats left.", voice="narrator", timeout_s=90)
+            finally:
+                callbacks.handlers.remove(hear)
+            assert made["segments"] == 2 and (legacy.output / "published" / "cb-1.mp4").stat().st_size > 0
+            job = client.get("/jobs", params={"video_id": "cb-1"}).json()["items"][0]
+            assert job["status"] == "completed" and job["callback"]["status"] == "delivered", job
+            assert heard == [job["callback"]["webhook_id"]]  # the app's handler saw it once
+            # The service made it (no fallback to the legacy code after a deadline).
+            assert (legacy.count("jobs", "service"), legacy.count("jobs", "fallback")) == (1, 0)
+    finally:
+        stack.stop()
+        forget_keys(redis_url, prefix)
