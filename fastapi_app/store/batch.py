@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from fastapi_app.store.docstore import Record
-from strangler_bridge.contracts.callbacks import CallbackData, CallbackEvent, CallbackObject
-from strangler_bridge.contracts.common import BatchStatus, ItemStatus, Progress, as_time
+from fastapi_app.store.docstore import Announced, EndingRecord
+from strangler_bridge.contracts.callbacks import CallbackObject
+from strangler_bridge.contracts.common import BatchStatus, ItemStatus, Progress
 from strangler_bridge.errors import NotFound
 from strangler_bridge.ids import is_valid_id
 from strangler_bridge.keys import DueKind, DueMember
@@ -125,47 +125,22 @@ class Group(BaseModel):
         return self.attempt - self.spent
 
 
-class Batch(Record):
-    """A TTS or image batch."""
+class Batch(EndingRecord):
+    """A TTS or image batch, or a video render."""
 
     kind: Kind
-    status: BatchStatus = BatchStatus.QUEUED
-    video_id: str | None = None
     job_id: str | None = None  # the pipeline job this batch belongs to, if any
-    request: dict[str, Any]
     items: list[Item]
     groups: list[Group]
-    error: str | None = None
     error_code: FailureCode | None = None
     deadline_s: float | None = None  # how long the step may take, from creation and from each retry
     deadline_at: float | None = None
 
-    @property
-    def final(self) -> bool:
-        """Whether the batch has ended."""
-        return self.status.terminal
-
-    def completion(self) -> tuple[str, CallbackEvent] | None:
-        """The ``callback_url`` of the batch's request and the event announcing its end, once it has ended."""
-        url = self.request.get("callback_url")
-        if not url or not self.final:
-            return None
+    def announced(self) -> Announced:
+        """A batch's status path by kind; a completed render's video."""
         path = STATUS_PATHS[self.kind] + self.id
-        data = CallbackData(
-            id=self.id,
-            object=CALLBACK_OBJECTS[self.kind],
-            status=self.status,
-            version=self.version,
-            video_id=self.video_id,
-            error=self.error,
-            status_url=path,
-            video_url=f"{path}/video" if self.kind == "vid" and self.status is BatchStatus.COMPLETED else None,
-            cost_total=self.total_cost,
-            metadata=self.request.get("metadata") or {},
-        )
-        return str(url), CallbackEvent(
-            type=f"{data.object.value}.{self.status.value}", timestamp=as_time(self.updated_at), data=data
-        )
+        rendered = self.kind == "vid" and self.status is BatchStatus.COMPLETED
+        return Announced(CALLBACK_OBJECTS[self.kind], path, f"{path}/video" if rendered else None, self.total_cost)
 
     def group(self, no: int) -> Group:
         """The group numbered ``no`` (``KeyError`` if there is none)."""

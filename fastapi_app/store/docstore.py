@@ -16,12 +16,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import redis
 from pydantic import BaseModel
 
-from strangler_bridge.contracts.callbacks import CallbackEvent, CallbackState
+from strangler_bridge.contracts.callbacks import CallbackData, CallbackEvent, CallbackObject, CallbackState
+from strangler_bridge.contracts.common import BatchStatus, as_time
 from strangler_bridge.errors import Conflict, RecordNotFound, StoreUnavailable
 from strangler_bridge.keys import DueMember, Keys
 
@@ -53,6 +54,52 @@ class Record(BaseModel):
     def completion(self) -> tuple[str, CallbackEvent] | None:
         """The ``callback_url`` and the event announcing the record's end, once it has ended and asked for one."""
         return None
+
+
+class Announced(NamedTuple):
+    """What a completion event says of one kind of record, besides what every ending record has."""
+
+    object: CallbackObject
+    status_url: str
+    video_url: str | None
+    cost_total: float | None
+
+
+class EndingRecord(Record):
+    """A record made from a request and ending in a terminal status (a batch, a job); if the request named a
+    ``callback_url``, its end is announced there."""
+
+    request: dict[str, Any]
+    status: BatchStatus = BatchStatus.QUEUED
+    video_id: str | None = None
+    error: str | None = None
+
+    @property
+    def final(self) -> bool:
+        """Whether the record has ended."""
+        return self.status.terminal
+
+    def completion(self) -> tuple[str, CallbackEvent] | None:
+        """The request's ``callback_url`` and the event announcing the record's end, once it has ended."""
+        url = self.request.get("callback_url")
+        if not url or not self.final:
+            return None
+        announced = self.announced()
+        data = CallbackData(
+            id=self.id,
+            status=self.status,
+            version=self.version,
+            video_id=self.video_id,
+            error=self.error,
+            metadata=self.request.get("metadata") or {},
+            **announced._asdict(),
+        )
+        event_type = f"{announced.object.value}.{self.status.value}"
+        return str(url), CallbackEvent(type=event_type, timestamp=as_time(self.updated_at), data=data)
+
+    def announced(self) -> Announced:
+        """What the completion event says of this kind of record."""
+        raise NotImplementedError
 
 
 @dataclass

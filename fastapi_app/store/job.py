@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, Field
 
-from fastapi_app.store.docstore import Effects, Record
-from strangler_bridge.contracts.callbacks import CallbackData, CallbackEvent, CallbackObject
-from strangler_bridge.contracts.common import BatchStatus, ItemStatus, as_time
+from fastapi_app.store.docstore import Announced, Effects, EndingRecord
+from strangler_bridge.contracts.callbacks import CallbackObject
+from strangler_bridge.contracts.common import BatchStatus, ItemStatus
 from strangler_bridge.contracts.jobs import STEP_ORDER, StepName
 from strangler_bridge.keys import DueKind, DueMember
 
@@ -27,41 +25,22 @@ class StepRecord(BaseModel):
     error: str | None = None
 
 
-class JobRecord(Record):
+class JobRecord(EndingRecord):
     """A pipeline job."""
 
-    request: dict[str, Any]
-    status: BatchStatus = BatchStatus.QUEUED
-    video_id: str | None = None
     steps: list[StepRecord] = Field(default_factory=lambda: [StepRecord(name=name) for name in STEP_ORDER])
     segments_key: str | None = None
-    error: str | None = None
 
-    @property
-    def final(self) -> bool:
-        """Whether the job has ended."""
-        return self.status.terminal
-
-    def completion(self) -> tuple[str, CallbackEvent] | None:
-        """The job's ``callback_url`` and the event announcing its end, once it has ended."""
-        url = self.request.get("callback_url")
-        if not url or not self.final:
-            return None
+    def announced(self) -> Announced:
+        """A job's status path, its video once completed with one, and the cost of its steps."""
         costs = [step.cost for step in self.steps if step.cost is not None]
         rendered = self.status is BatchStatus.COMPLETED and self.step(StepName.VIDEO).batch_id is not None
-        data = CallbackData(
-            id=self.id,
-            object=CallbackObject.JOB,
-            status=self.status,
-            version=self.version,
-            video_id=self.video_id,
-            error=self.error,
-            status_url=f"/jobs/{self.id}",
-            video_url=f"/jobs/{self.id}/video" if rendered else None,
-            cost_total=round(sum(costs), 6) if costs else None,
-            metadata=self.request.get("metadata") or {},
+        return Announced(
+            CallbackObject.JOB,
+            f"/jobs/{self.id}",
+            f"/jobs/{self.id}/video" if rendered else None,
+            round(sum(costs), 6) if costs else None,
         )
-        return str(url), CallbackEvent(type=f"job.{self.status.value}", timestamp=as_time(self.updated_at), data=data)
 
     def step(self, name: StepName) -> StepRecord:
         """The record of one step."""
