@@ -25,7 +25,12 @@ from strangler_bridge.settings import CALLBACK_RETRY_S, Settings
 
 pytestmark = pytest.mark.unit
 
-NOW = datetime.now(timezone.utc)
+
+def now() -> datetime:
+    """Read at each signing: receivers refuse a timestamp over five minutes old, and a suite can run longer."""
+    return datetime.now(timezone.utc)
+
+
 EVENT = (
     b'{"type":"job.completed","timestamp":"2026-12-07T10:00:00Z","data":{"id":"job_1","object":"job",'
     b'"status":"completed","version":7,"status_url":"/jobs/job_1"}}'
@@ -34,7 +39,7 @@ EVENT = (
 
 def test_a_rotation_signs_with_both_secrets_and_either_verifies() -> None:
     old, new = new_secret(), new_secret()
-    headers = signed_headers([new, old], "job_1.v7", EVENT, NOW)
+    headers = signed_headers([new, old], "job_1.v7", EVENT, now())
     assert headers["webhook-signature"].count("v1,") == 2
     for receiver_secret in (old, new):
         webhook_id, event = verify([receiver_secret], EVENT, headers)
@@ -48,27 +53,27 @@ def test_a_rotation_signs_with_both_secrets_and_either_verifies() -> None:
     [
         lambda h, b: ({**h, "webhook-id": "job_1.v8"}, b),
         lambda h, b: (h, b.replace(b"completed", b"failed")),
-        lambda h, b: ({**h, "webhook-timestamp": str(int((NOW - timedelta(minutes=10)).timestamp()))}, b),
+        lambda h, b: ({**h, "webhook-timestamp": str(int((now() - timedelta(minutes=10)).timestamp()))}, b),
         lambda h, b: ({k: v for k, v in h.items() if k != "webhook-signature"}, b),
     ],
     ids=["other id", "other body", "too old", "unsigned"],
 )
 def test_a_tampered_or_stale_webhook_does_not_verify(tamper: object) -> None:
     secret = new_secret()
-    headers, body = tamper(signed_headers([secret], "job_1.v7", EVENT, NOW), EVENT)  # type: ignore[operator]
+    headers, body = tamper(signed_headers([secret], "job_1.v7", EVENT, now()), EVENT)  # type: ignore[operator]
     with pytest.raises(Unauthorized):
         verify([secret], body, headers)
 
 
 def test_a_wrong_secret_or_none_is_unauthorized_and_a_signed_non_event_is_invalid() -> None:
     secret = new_secret()
-    headers = signed_headers([secret], "x", EVENT, NOW)
+    headers = signed_headers([secret], "x", EVENT, now())
     with pytest.raises(Unauthorized):
         verify([new_secret()], EVENT, headers)
     with pytest.raises(Unauthorized):
         verify([], EVENT, headers)
     with pytest.raises(InvalidInput):
-        verify([secret], b'{"hello": 1}', signed_headers([secret], "x", b'{"hello": 1}', NOW))
+        verify([secret], b'{"hello": 1}', signed_headers([secret], "x", b'{"hello": 1}', now()))
 
 
 def test_callback_settings_refuse_malformed_values_naming_the_variable() -> None:
