@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import redis
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from strangler_bridge import tracing
 from strangler_bridge.errors import Conflict, RecordNotFound, StoreUnavailable
 from strangler_bridge.keys import DueMember, Keys
 
@@ -37,6 +38,7 @@ class Record(BaseModel):
     version: int = 0
     created_at: float = 0.0
     updated_at: float = 0.0
+    trace: dict[str, str] = Field(default_factory=dict)  # the trace it was created in: later work joins it
 
 
 @dataclass
@@ -98,6 +100,7 @@ class DocStore(Generic[M]):
         now = time.time()
         record.created_at = record.updated_at = now
         record.version = 1
+        record.trace = tracing.inject()
         idem_key = self.keys.idempotency(self.kind, idem[0], internal=internal_idem) if idem else ""
         keys = [self.key(record.id)] + ([idem_key] if idem else [])
 
