@@ -19,6 +19,7 @@ from flask_plugin.adapters import StepAdapter, TtsAdapter
 from flask_plugin.blueprint import create_blueprint
 from flask_plugin.flag_cache import FlagCache
 from flask_plugin.imagegen import ImageAdapter
+from flask_plugin.instrumentation import instrument_app
 from flask_plugin.jobs import JobAdapter
 from flask_plugin.reporting import EventReporter, ReportingEventLog, breaker_event
 from flask_plugin.shadow import ShadowRunner
@@ -127,6 +128,7 @@ class StranglerBridge:
         )
         if url_prefix is not None:
             app.register_blueprint(create_blueprint(), url_prefix=url_prefix)
+        instrument_app(app)  # with the [otel] extra and OTEL_* set only
 
     def step(
         self, phase: Phase | str, adapter: StepAdapter[Any, Any] | None = None
