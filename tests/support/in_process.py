@@ -38,6 +38,9 @@ class _ThreadRqWorker(LogContextWorker):
     def _install_signal_handlers(self) -> None:
         pass
 
+    def subscribe(self) -> None:
+        pass  # no RQ command channel: its listening thread takes up to 30 s to stop, and nothing sends commands
+
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         while not self.stopping.is_set():
             found = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time=1)
