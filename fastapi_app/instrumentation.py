@@ -2,8 +2,9 @@
 
 The API traces each request (FastAPI) and both processes trace their Redis commands and HTTP calls (Redis,
 httpx); the spans of the work itself (``task ...``, ``step ...``, provider calls, webhook applies) are made where
-that work runs. Providers' webhooks and the probes get no request span: a webhook carries no trace, so its
-apply joins the trace stored on its batch instead, and probes would only add a trace per scrape.
+that work runs. Providers' webhooks, signed artifact links and the probes get no request span: a webhook carries
+no trace, so its apply joins the trace stored on its batch instead; a link's path is its credential; probes would
+only add a trace per scrape.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 API_SERVICE = "strangler-bridge-api"
 WORKER_SERVICE = "strangler-bridge-worker"
 #: Paths (regular expressions, as OTEL_PYTHON_FASTAPI_EXCLUDED_URLS takes them) that get no request span.
-UNTRACED_PATHS = ("/tts/callback", "/video/render/callback", "/healthz", "/readyz", "/metrics")
+UNTRACED_PATHS = ("/tts/callback", "/video/render/callback", "/artifacts/", "/healthz", "/readyz", "/metrics")
 
 
 def instrument_api(app: FastAPI) -> None:

@@ -72,7 +72,7 @@ def setup(service_name: str, *, exporter: SpanExporter | None = None) -> bool:
             _process.state = _start(service_name, exporter)
     if _process.state is None:
         return False
-    instrument("httpx")
+    instrument("httpx", request_hook=_url_without_query, async_request_hook=_async_url_without_query)
     return True
 
 
@@ -121,10 +121,11 @@ def provider() -> TracerProvider | None:
     return _process.state.provider if _process.state is not None else None
 
 
-def instrument(library: str) -> None:
+def instrument(library: str, **options: Any) -> None:
     """Turn on OpenTelemetry's instrumentation of ``library`` (``httpx``, ``redis``: the name of its
-    ``opentelemetry_instrumentor`` entry point) with this process's provider; nothing when tracing is off, the
-    instrumentation is not installed, or the library is already instrumented (by ``opentelemetry-instrument``)."""
+    ``opentelemetry_instrumentor`` entry point) with this process's provider and ``options``; nothing when tracing
+    is off, the instrumentation is not installed, or the library is already instrumented (``opentelemetry-instrument``
+    did it)."""
     state = _process.state
     if state is None:
         return
@@ -138,8 +139,22 @@ def instrument(library: str) -> None:
         instrumentor = found[0].load()()  # each instrumentor class is a singleton
         if instrumentor.is_instrumented_by_opentelemetry:
             return
-        instrumentor.instrument(tracer_provider=state.provider)
+        instrumentor.instrument(tracer_provider=state.provider, **options)
         state.instrumented.append(instrumentor)
+
+
+def _url_without_query(span: Any, request: Any) -> None:
+    """Keep query strings out of client spans: presigned and signed URLs carry their credentials there."""
+    url = str(request.url)
+    recorded = getattr(span, "attributes", None) or {}
+    if "?" in url:
+        for key in ("http.url", "url.full"):  # the old and the stable HTTP conventions
+            if key in recorded:
+                span.set_attribute(key, url.split("?", 1)[0])
+
+
+async def _async_url_without_query(span: Any, request: Any) -> None:
+    _url_without_query(span, request)
 
 
 def shutdown() -> None:

@@ -159,6 +159,10 @@ def test_a_pipeline_job_from_the_flask_app_is_one_connected_trace(
     for span in spans:
         if span.name.startswith("task "):
             assert "POST /jobs" in _ancestors(by_id, span), span.name
+    # Query strings (where signed and presigned URLs keep their credentials) stay out of the URLs of HTTP calls.
+    urls = [str((span.attributes or {}).get("http.url")) for span in spans if span.kind is SpanKind.CLIENT]
+    assert any("/jobs/job_" in url for url in urls)
+    assert [url for url in urls if "?" in url] == []
     stored = worker.rt.jobs.load(job_id)
     assert stored is not None and f"{root.context.trace_id:032x}" in stored.trace["traceparent"]
 
