@@ -12,6 +12,7 @@ from fastapi_app.api.client_deadline import ClientDeadlineMiddleware
 from fastapi_app.api.errors import install_error_handlers
 from fastapi_app.api.limits import BodyLimitMiddleware
 from fastapi_app.images import routes as image_routes
+from fastapi_app.instrumentation import instrument_api
 from fastapi_app.logs import LogContextMiddleware
 from fastapi_app.metrics import install_metrics
 from fastapi_app.ops import routes as ops_routes
@@ -73,4 +74,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops_routes.router)
     app.add_middleware(LogContextMiddleware)
     install_metrics(app)  # last: its middleware is outermost, so it counts every answer
+    instrument_api(app)  # with the [otel] extra and OTEL_* set only
     return app

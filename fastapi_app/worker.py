@@ -12,6 +12,7 @@ from rq.serializers import JSONSerializer
 
 from fastapi_app.callbacks.delivery import DeliveryThread
 from fastapi_app.images import request_loop
+from fastapi_app.instrumentation import instrument_worker
 from fastapi_app.logs import LogContextWorker
 from fastapi_app.reconciler import ReconcilerThread
 from fastapi_app.retention import SweepThread
@@ -35,6 +36,7 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     worker runs none of them.
     """
     settings.require_for("worker")
+    instrument_worker()  # with the [otel] extra and OTEL_* set only
     rt = Runtime.build(settings)
     install_runtime(rt)
     rt.warn_if_evicting()

@@ -21,6 +21,7 @@ from flask_plugin.blueprint import CALLBACKS_RULE, create_blueprint
 from flask_plugin.callbacks import CallbackHandler, CallbackReceiver
 from flask_plugin.flag_cache import FlagCache
 from flask_plugin.imagegen import ImageAdapter
+from flask_plugin.instrumentation import instrument_app
 from flask_plugin.jobs import JobAdapter
 from flask_plugin.reporting import EventReporter, ReportingEventLog, breaker_event
 from flask_plugin.shadow import ShadowRunner
@@ -143,6 +144,7 @@ class StranglerBridge:
         )
         if url_prefix is not None:
             app.register_blueprint(create_blueprint(), url_prefix=url_prefix)
+        instrument_app(app)  # with the [otel] extra and OTEL_* set only
 
     def _receiver(self, settings: Settings, url_prefix: str | None) -> CallbackReceiver:
         """The app's completion-webhook receiver, checked against callback mode's needs."""

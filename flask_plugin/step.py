@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flask_plugin.adapters import StepAdapter, StepCall
+from strangler_bridge import tracing
 from strangler_bridge.client.breaker import guarding
 from strangler_bridge.client.bridge import Deadline
 from strangler_bridge.contracts.events import EventKind
@@ -94,7 +95,7 @@ class StepRouter:
         started = time.monotonic()
         try:
             request = self.adapter.build_request(call)
-            result = self._run(state, request, self.adapter.output_dir(call), deadline)
+            result = self._run(state, request, self.adapter.output_dir(call), deadline, route)
         except Exception as exc:
             if not route.flag.fallback:
                 raise
@@ -103,12 +104,23 @@ class StepRouter:
         state.events.record(EventKind.SERVICE, self.phase, route.video_id)
         return result
 
-    def _run(self, state: BridgeState, request: Any, output_dir: Path, deadline: Deadline) -> Any:
-        """The adapter's service path behind the phase's breaker; on any failure, the work started is cancelled."""
+    def _run(self, state: BridgeState, request: Any, output_dir: Path, deadline: Deadline, route: Route) -> Any:
+        """The adapter's service path behind the phase's breaker; on any failure, the work started is cancelled.
+
+        Traced as the span ``bridge <phase>``, whose children are the calls to the service."""
         breaker = state.breaker(self.phase)
         abandoned = state.abandoned
+        attributes = {
+            "strangler.phase": self.phase.value,
+            "strangler.video_id": route.video_id,
+            "strangler.mode": route.mode.value,
+        }
         try:
-            with guarding(breaker), abandoned.running(deadline) if abandoned else contextlib.nullcontext():
+            with (
+                tracing.span(f"bridge {self.phase.value}", attributes=attributes),
+                guarding(breaker),
+                abandoned.running(deadline) if abandoned else contextlib.nullcontext(),
+            ):
                 return self.adapter.run(state.client, request, output_dir, deadline)
         except Exception as exc:
             if isinstance(exc, DeadlineExceeded):  # the wait already cost the stall or the deadline: no more
@@ -143,18 +155,20 @@ class StepRouter:
             legacy = copy.deepcopy(result)  # the caller may change its result while the comparison runs
         except Exception:
             legacy = result
-        if not state.shadow.submit(lambda: self._shadow(state, request, legacy, route.video_id)):
+        trace = tracing.inject()  # the shadow run belongs to this call's trace, though on another thread
+        if not state.shadow.submit(lambda: self._shadow(state, request, legacy, route, trace)):
             state.events.record(
                 EventKind.SHADOW_SKIPPED, self.phase, route.video_id, "shadow queue full; this call was not shadowed"
             )
         return result
 
-    def _shadow(self, state: BridgeState, request: Any, legacy: Any, video_id: str | None) -> None:
+    def _shadow(self, state: BridgeState, request: Any, legacy: Any, route: Route, trace: dict[str, str]) -> None:
         """Runs on a shadow thread: the service path into a temporary directory, then the comparison."""
         deadline = Deadline(state.settings.shadow_timeout_s, stall_s=state.settings.service_stall_s)
+        video_id = route.video_id
         try:
-            with tempfile.TemporaryDirectory(prefix="strangler-shadow-") as tmp:
-                service = self._run(state, request, Path(tmp), deadline)
+            with tracing.attached(trace), tempfile.TemporaryDirectory(prefix="strangler-shadow-") as tmp:
+                service = self._run(state, request, Path(tmp), deadline, route)
                 problems = self.adapter.compare(legacy, service)
         except Exception as exc:
             state.events.record(EventKind.SHADOW_ERROR, self.phase, video_id, str(exc), {"code": _code(exc)})

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import functools
 import logging
 import ssl
@@ -54,8 +55,9 @@ class RequestLoop:
         self._thread.start()
 
     def submit(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` on the loop; return at once (failures are logged)."""
-        future = asyncio.run_coroutine_threadsafe(work, self.loop)
+        """Run ``work`` on the loop with the caller's context (its log ids and trace); return at once (failures are
+        logged)."""
+        future = asyncio.run_coroutine_threadsafe(_in_context(contextvars.copy_context(), work), self.loop)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._done)
@@ -72,6 +74,13 @@ class RequestLoop:
             pending = set(self._pending)
         _, not_done = concurrent.futures.wait(pending, timeout=timeout_s)
         return not not_done
+
+
+async def _in_context(context: contextvars.Context, work: Coroutine[Any, Any, None]) -> None:
+    # A task on the loop starts from the loop thread's context; this task's own copy takes the caller's values.
+    for var, value in context.items():
+        var.set(value)
+    await work
 
 
 _LOOPS: list[RequestLoop] = []

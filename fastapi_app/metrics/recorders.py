@@ -6,9 +6,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from fastapi_app.logs import current
 from fastapi_app.metrics.families import LIMITER_WAIT, PROVIDER_CALLS, PROVIDER_LATENCY
 from fastapi_app.metrics.store import Increments, record
 from fastapi_app.runtime import Runtime
+from strangler_bridge import tracing
 from strangler_bridge.errors import ProviderError
 
 
@@ -21,14 +23,18 @@ def outcome_of(exc: BaseException) -> str:
 
 @contextmanager
 def provider_call(rt: Runtime, provider: str, operation: str) -> Iterator[None]:
-    """Count one call to a provider (retries included) with its outcome and duration.
+    """Count one call to a provider (retries included) with its outcome and duration, and trace it as a span
+    ``<provider> <operation>`` (the HTTP requests are its children).
 
     ``with provider_call(rt, "runpod", "run"): job = rt.runpod.run(...)``; the exception, if any, propagates.
     """
     started = time.monotonic()
     outcome = "error"
+    attributes = {"strangler.provider": provider, "strangler.operation": operation}
+    attributes.update({f"strangler.{name}": value for name, value in current().items()})
     try:
-        yield
+        with tracing.span(f"{provider} {operation}", attributes=attributes):
+            yield
         outcome = "ok"
     except BaseException as exc:
         outcome = outcome_of(exc)

@@ -28,6 +28,7 @@ from fastapi_app.store.batch import GroupStatus
 from fastapi_app.store.docstore import Effects
 from fastapi_app.store.job import JobRecord, StepRecord, fail_step, finish_step, job_due, start_step
 from fastapi_app.tts import service as tts_service
+from strangler_bridge import tracing
 from strangler_bridge.contracts.common import BatchStatus, ItemStatus
 from strangler_bridge.contracts.images import MAX_PROMPT_CHARS, ImageBatchCreate, ImageIn
 from strangler_bridge.contracts.jobs import JobCreate, StepName, VideoOptions
@@ -52,7 +53,10 @@ def advance(rt: Runtime, job_id: str) -> None:
         step = job.current()
         if step is None:
             return
-        if not STEPS[step.name](rt, job, step):
+        attributes = {"strangler.step": step.name.value, "strangler.job_id": job.id, "strangler.video_id": job.video_id}
+        with tracing.span(f"step {step.name.value}", attributes=attributes):
+            moved_on = STEPS[step.name](rt, job, step)
+        if not moved_on:
             break
     # A safety net: if the event that should wake this job is lost, the reconciler brings it back.
     job = rt.jobs.load(job_id)

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import redis
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from strangler_bridge import tracing
 from strangler_bridge.contracts.callbacks import CallbackData, CallbackEvent, CallbackObject, CallbackState
 from strangler_bridge.contracts.common import BatchStatus, as_time
 from strangler_bridge.errors import Conflict, RecordNotFound, StoreUnavailable
@@ -43,6 +44,7 @@ class Record(BaseModel):
     version: int = 0
     created_at: float = 0.0
     updated_at: float = 0.0
+    trace: dict[str, str] = Field(default_factory=dict)  # the trace it was created in: later work joins it
     #: The delivery of the completion webhook of the record's latest end, if its request named a ``callback_url``.
     callback: CallbackState | None = None
 
@@ -164,6 +166,7 @@ class DocStore(Generic[M]):
         now = time.time()
         record.created_at = record.updated_at = now
         record.version = 1
+        record.trace = tracing.inject()
         idem_key = self.keys.idempotency(self.kind, idem[0], internal=internal_idem) if idem else ""
         keys = [self.key(record.id)] + ([idem_key] if idem else [])
 

@@ -32,7 +32,9 @@ from fastapi_app import tasks
 from fastapi_app.metrics.families import WEBHOOK_RESULTS
 from fastapi_app.metrics.store import Increments, record
 from fastapi_app.runtime import Runtime
+from fastapi_app.store.queues import stored_trace
 from fastapi_app.tts import runpod_work
+from strangler_bridge import tracing
 from strangler_bridge.errors import ProviderRejected, StoreUnavailable
 from strangler_bridge.providers.runpod.client import RunPodJob, parse_tts_output
 
@@ -118,9 +120,7 @@ def apply_entries(rt: Runtime, entries: list[Entry]) -> None:
     outcomes = Increments()
     if by_batch:
         with ThreadPoolExecutor(min(APPLY_THREADS, len(by_batch)), thread_name_prefix="inbox-apply") as pool:
-            futures = {
-                batch_id: pool.submit(runpod_work.apply_jobs, rt, batch_id, d) for batch_id, d in by_batch.items()
-            }
+            futures = {batch_id: pool.submit(_apply, rt, batch_id, d) for batch_id, d in by_batch.items()}
         for batch_id, future in futures.items():
             try:
                 applied = future.result()
@@ -140,6 +140,17 @@ def apply_entries(rt: Runtime, entries: list[Entry]) -> None:
             pipe.xdel(rt.keys.tts_inbox, *ids)
             pipe.execute()
         record(rt.redis, rt.keys, outcomes)
+
+
+def _apply(rt: Runtime, batch_id: str, deliveries: list[runpod_work.Delivery]) -> list[bool]:
+    """Apply one batch's deliveries, traced in the trace of the batch (a webhook carries no trace of its own)."""
+    attributes: dict[str, tracing.AttributeValue] = {
+        "strangler.batch_id": batch_id,
+        "strangler.provider": "runpod",
+        "strangler.deliveries": len(deliveries),
+    }
+    with tracing.span("webhook runpod", parent=stored_trace(rt, [batch_id]), kind="consumer", attributes=attributes):
+        return runpod_work.apply_jobs(rt, batch_id, deliveries)
 
 
 def _delivery(rt: Runtime, entry_id: str, fields: dict[str, str]) -> runpod_work.Delivery | None:
