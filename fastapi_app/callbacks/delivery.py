@@ -28,6 +28,7 @@ from fastapi_app.metrics.families import CALLBACK_ATTEMPTS, CALLBACK_LATENCY
 from fastapi_app.metrics.store import Increments, record
 from fastapi_app.runtime import Runtime
 from fastapi_app.store.outbox import Delivery, note_attempt
+from strangler_bridge import tracing
 from strangler_bridge.callbacks import signed_headers
 from strangler_bridge.contracts.callbacks import CallbackState, DeliveryStatus
 from strangler_bridge.contracts.common import as_time
@@ -108,7 +109,12 @@ def deliver(rt: Runtime, client: httpx.Client, webhook_id: str, rand: random.Ran
         return None
     settings = rt.settings
     started = time.monotonic()
-    outcome = attempt(client, delivery, secrets=settings.callback_secrets(), allow_hosts=settings.callback_allow_hosts)
+    attributes = {"strangler.webhook_id": webhook_id, "strangler.record_id": delivery.record_id}
+    # A span of the record's trace: the receiver's request joins it too (httpx sends the trace context).
+    with tracing.span(f"callback {delivery.store}", parent=delivery.trace, kind="producer", attributes=attributes):
+        outcome = attempt(
+            client, delivery, secrets=settings.callback_secrets(), allow_hosts=settings.callback_allow_hosts
+        )
     took = time.monotonic() - started
     state, due = next_state(delivery.state, outcome, now=time.time(), schedule=settings.callback_retry_s, rand=rand)
     delivery.state = state

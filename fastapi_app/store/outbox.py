@@ -10,7 +10,7 @@ entry at once); if the worker dies mid-delivery the lease lapses and another sen
 from __future__ import annotations
 
 import redis
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from fastapi_app.store.docstore import Effects, Record
 from strangler_bridge.contracts.callbacks import CallbackState
@@ -35,6 +35,7 @@ class Delivery(BaseModel):
     body: str
     created_at: float
     state: CallbackState
+    trace: dict[str, str] = Field(default_factory=dict)  # the record's trace: each attempt is a span of it
 
 
 class Outbox:
@@ -67,6 +68,7 @@ class Outbox:
             body=event.model_dump_json(),
             created_at=record.updated_at,
             state=record.callback,
+            trace=record.trace,
         )
         self.stage(pipe, delivery, record.updated_at)
 

@@ -18,6 +18,7 @@ import requests
 
 from examples.legacy_app.serving import ServedApp, stack_config
 from strangler_bridge import tracing
+from strangler_bridge.cli.redis_server import free_port
 from strangler_bridge.settings import Settings
 from tests.conftest import TEST_TOKEN
 from tests.support.in_process import InProcessStack
@@ -91,7 +92,17 @@ def stack(traced: object, redis_url: str, tmp_path: Path) -> Iterator[InProcessS
 
 @pytest.fixture
 def legacy(stack: InProcessStack, tmp_path: Path) -> Iterator[ServedApp]:
-    with ServedApp(stack_config(stack, tmp_path / "legacy-output", STRANGLER_SERVICE_TIMEOUT_S=60)) as served:
+    # In callback mode, so that the job's completion webhook (and the app receiving it) joins the trace too.
+    port = free_port()
+    config = stack_config(
+        stack,
+        tmp_path / "legacy-output",
+        STRANGLER_SERVICE_TIMEOUT_S=60,
+        STRANGLER_JOBS_WAIT="callback",
+        STRANGLER_CALLBACK_RECEIVER_URL=f"http://127.0.0.1:{port}/strangler/callbacks",
+        STRANGLER_CALLBACK_SECRET=",".join(stack.settings.callback_secrets()),
+    )
+    with ServedApp(config, port=port) as served:
         yield served
 
 
@@ -159,6 +170,9 @@ def test_a_pipeline_job_from_the_flask_app_is_one_connected_trace(
     for span in spans:
         if span.name.startswith("task "):
             assert "POST /jobs" in _ancestors(by_id, span), span.name
+    # The completion webhook is sent in the job's trace, and the app's receiving request is part of it.
+    assert "POST /jobs" in _ancestors(by_id, _named(spans, "callback job"))
+    assert "callback job" in _ancestors(by_id, _named(spans, "POST /strangler/callbacks"))
     # Query strings (where signed and presigned URLs keep their credentials) stay out of the URLs of HTTP calls.
     urls = [str((span.attributes or {}).get("http.url")) for span in spans if span.kind is SpanKind.CLIENT]
     assert any("/jobs/job_" in url for url in urls)

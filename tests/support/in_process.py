@@ -12,6 +12,7 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
 from fastapi_app import create_app, runtime
+from fastapi_app.callbacks.delivery import DeliveryThread
 from fastapi_app.images import request_loop
 from fastapi_app.instrumentation import instrument_worker
 from fastapi_app.logs import LogContextWorker
@@ -50,13 +51,15 @@ class _ThreadRqWorker(LogContextWorker):
 
 
 class ThreadWorker:
-    """One worker in threads of this process: RQ's loop and the webhook inbox (no reconciler: nothing is late)."""
+    """One worker in threads of this process: RQ's loop, the webhook inbox and the completion-webhook delivery (no
+    reconciler: nothing is late)."""
 
     def __init__(self, settings: Settings) -> None:
         instrument_worker()
         self.rt = Runtime.build(settings)
         install_runtime(self.rt)
         self.inbox = InboxThread(self.rt)
+        self.callbacks = DeliveryThread(self.rt)
         queues = [queue(self.rt.redis, settings.redis_prefix, name) for name in QUEUES]
         self.rq = _ThreadRqWorker(queues, connection=self.rt.redis, serializer=JSONSerializer)
         self.thread = threading.Thread(
@@ -67,6 +70,7 @@ class ThreadWorker:
         """Start applying webhooks, then running tasks."""
         self.inbox.start()
         self.inbox.caught_up.wait(10)
+        self.callbacks.start()
         self.thread.start()
         return self
 
@@ -80,6 +84,8 @@ class ThreadWorker:
         self.thread.join(30)
         request_loop.drain()
         self.inbox.stop()
+        self.callbacks.stop()
+        self.callbacks.join(30)
         self.rt.close()
         runtime._process_runtime.clear()  # later tests in this process build their own
 
