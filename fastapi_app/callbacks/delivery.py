@@ -130,9 +130,10 @@ def deliver(rt: Runtime, client: httpx.Client, webhook_id: str, rand: random.Ran
     level = logging.INFO if outcome.delivered else logging.WARNING
     log.log(
         level,
-        "callback %s to %s: %s (attempt %d)",
+        "callback %s of %s %s: %s (attempt %d)",
         webhook_id,
         delivery.store,
+        delivery.record_id,
         label,
         state.attempts,
         extra={"record_id": delivery.record_id, "error": outcome.error},
