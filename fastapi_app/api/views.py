@@ -42,18 +42,8 @@ async def read_batch(request: Request, kind: Kind, batch_id: str, *, wait: float
     rt = runtime(request)
     check_id(kind, batch_id)
 
-    async def load() -> Batch | None:
-        raw = await rt.aredis.get(rt.batches.key(batch_id))
-        return None if raw is None else Batch.model_validate_json(raw)
-
     batch = await wait_for_change(
-        request.app.state.changes,
-        batch_id,
-        load,
-        version=lambda b: b.version,
-        final=lambda b: b.status.terminal,
-        since=since,
-        wait_s=wait,
+        request.app.state.changes, batch_id, lambda: rt.batches.aload(rt.aredis, batch_id), since=since, wait_s=wait
     )
     if batch is None or batch.kind != kind:
         raise batch_not_found(kind, batch_id)

@@ -14,7 +14,6 @@ from fastapi_app.api.deps import IdempotencyKey, RuntimeDep, Since, Wait
 from fastapi_app.api.views import CREATE_ERRORS, ERRORS, accepted
 from fastapi_app.pipeline import service
 from fastapi_app.runtime import Runtime
-from fastapi_app.store.batch import Batch
 from fastapi_app.store.changes import wait_for_change
 from fastapi_app.store.job import JobRecord
 from strangler_bridge.contracts.common import BatchStatus, ErrorResponse
@@ -36,12 +35,7 @@ def _check(job_id: str) -> str:
 
 
 async def _status(rt: Runtime, job: JobRecord) -> JobStatus:
-    batches: dict[str, Batch] = {}
-    for step in job.steps:
-        if step.batch_id:
-            raw = await rt.aredis.get(rt.batches.key(step.batch_id))
-            if raw is not None:
-                batches[step.batch_id] = Batch.model_validate_json(raw)
+    batches = await rt.batches.aload_many(rt.aredis, [step.batch_id for step in job.steps if step.batch_id])
     return service.to_status(job, batches)
 
 
@@ -77,18 +71,8 @@ async def get_job(
     """
     _check(job_id)
 
-    async def load() -> JobRecord | None:
-        raw = await rt.aredis.get(rt.jobs.key(job_id))
-        return None if raw is None else JobRecord.model_validate_json(raw)
-
     job = await wait_for_change(
-        request.app.state.changes,
-        job_id,
-        load,
-        version=lambda j: j.version,
-        final=lambda j: j.status.terminal,
-        since=since,
-        wait_s=wait,
+        request.app.state.changes, job_id, lambda: rt.jobs.aload(rt.aredis, job_id), since=since, wait_s=wait
     )
     if job is None:
         raise NotFound(f"no job {job_id!r}")

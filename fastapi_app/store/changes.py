@@ -16,11 +16,12 @@ from typing import TypeVar
 import redis
 import redis.asyncio as aredis
 
+from fastapi_app.store.docstore import Record
 from strangler_bridge.keys import Keys
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+R = TypeVar("R", bound=Record)
 RECHECK_S = 1.0
 READ_S = 0.5  # the listener's longest read, so it notices a stop request this soon
 STOP_S = 5.0
@@ -100,22 +101,20 @@ class ChangeHub:
 async def wait_for_change(
     hub: ChangeHub,
     record_id: str,
-    load: Callable[[], Awaitable[T | None]],
+    load: Callable[[], Awaitable[R | None]],
     *,
-    version: Callable[[T], int],
-    final: Callable[[T], bool],
     since: int | None,
     wait_s: float,
-) -> T | None:
+) -> R | None:
     """The record as soon as its version differs from ``since`` (or from now), it is final, or ``wait_s`` ends."""
     loop = asyncio.get_running_loop()
     with hub.watch(record_id) as changed:
         record = await load()
-        if record is None or wait_s <= 0 or final(record):
+        if record is None or wait_s <= 0 or record.final:
             return record
-        baseline = since if since is not None else version(record)
+        baseline = since if since is not None else record.version
         deadline = loop.time() + wait_s
-        while version(record) == baseline and not final(record):
+        while record.version == baseline and not record.final:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break

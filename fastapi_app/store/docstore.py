@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import redis
+import redis.asyncio as aredis
 from pydantic import BaseModel, Field
 
 from strangler_bridge import tracing
@@ -136,6 +137,16 @@ class DocStore(Generic[M]):
         """The record, or ``None``."""
         raw = self.client.get(self.key(record_id))
         return None if raw is None else self.model.model_validate_json(raw)
+
+    async def aload(self, client: aredis.Redis, record_id: str) -> M | None:
+        """:meth:`load` on an async client (the API's event loop never waits on Redis)."""
+        raw = await client.get(self.key(record_id))
+        return None if raw is None else self.model.model_validate_json(raw)
+
+    async def aload_many(self, client: aredis.Redis, record_ids: list[str]) -> dict[str, M]:
+        """The records of ``record_ids`` that exist, by id, read in one round trip on an async client."""
+        raws = await client.mget([self.key(i) for i in record_ids]) if record_ids else []
+        return {i: self.model.model_validate_json(raw) for i, raw in zip(record_ids, raws, strict=True) if raw}
 
     def recent(self, name: str, limit: int) -> list[M]:
         """The newest ``limit`` records listed under ``name`` (expired ones are skipped)."""
