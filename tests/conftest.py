@@ -101,3 +101,11 @@ def children(tmp_path: Path) -> Iterator[Callable[..., object]]:
     yield start
     for child in started:
         child.stop()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``STRANGLER_*`` variable of the machine running the tests reaches the settings a test builds."""
+    for key in list(os.environ):
+        if key.startswith("STRANGLER_"):
+            monkeypatch.delenv(key)

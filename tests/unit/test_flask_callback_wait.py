@@ -20,17 +20,11 @@ from strangler_bridge.contracts.jobs import JobCreate
 from strangler_bridge.errors import DeadlineExceeded, StepStalled
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_env")]
 
 SECRET = new_secret()
 RECEIVER = "https://app.example/strangler/callbacks"
 JOB = JobCreate.model_validate({"chunks": [{"text": "Hello there."}], "video_id": "vid-1"})
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("STRANGLER_CALLBACK_SECRET", "STRANGLER_JOBS_WAIT", "STRANGLER_CALLBACK_RECEIVER_URL"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -18,15 +18,9 @@ from strangler_bridge.callbacks import new_secret, signed_headers
 from strangler_bridge.contracts.jobs import JobCreate
 from strangler_bridge.errors import ConfigError, PayloadTooLarge
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_env")]
 
 SECRET, OLD_SECRET = new_secret(), new_secret()
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("STRANGLER_CALLBACK_SECRET", "STRANGLER_JOBS_WAIT", "STRANGLER_CALLBACK_RECEIVER_URL"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

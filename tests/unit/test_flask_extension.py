@@ -21,13 +21,7 @@ from flask_plugin.testing import FakeService
 from strangler_bridge.contracts.flags import FlagMode, Phase, PhaseFlag
 from strangler_bridge.errors import ConfigError
 
-pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("STRANGLER_SERVICE_URL", "STRANGLER_SERVICE_TOKEN", "STRANGLER_FLAGS", "STRANGLER_ENV"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_env")]
 
 
 def _app(**config: Any) -> Flask:

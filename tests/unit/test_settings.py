@@ -8,16 +8,7 @@ from strangler_bridge.contracts.flags import FlagMode, Phase
 from strangler_bridge.errors import ConfigError
 from strangler_bridge.settings import Settings
 
-pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("STRANGLER_"):
-            monkeypatch.delenv(key)
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_env")]
 
 
 def test_reads_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
